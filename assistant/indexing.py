@@ -1,0 +1,200 @@
+"""The indexing run: corpus → chunks → embeddings → Chroma (+ the BM25 keyword index).
+
+Incremental: chunks are compared with the stored ones by id and content hash, so unchanged
+chunks are never embedded again, changed ones are replaced and vanished ones removed. Vectors
+are written batch by batch, so a run that is killed keeps its progress and the next run
+finishes the job. On the embedded store a lock file keeps two runs from writing at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .chunking import chunk_papers, chunking_id
+from .corpus import ParseProblem, load_corpus
+from .embedding import EMBEDDER_ID, MiniLMEncoder
+from .errors import IndexProblemError
+from .keyword import KeywordIndex
+from .models import Chunk, Paper
+from .settings import Settings
+from .store import IndexStore
+
+EMBED_BATCH = 64
+INCOMPLETE = "incomplete"
+
+
+@dataclass
+class IndexReport:
+    """What an indexing run did, for the CLI to print."""
+
+    papers: int = 0
+    entries: int = 0
+    duplicates_merged: int = 0
+    files_read: int = 0
+    chunks: int = 0
+    added: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    rebuilt_because: str | None = None
+    problems: list[ParseProblem] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        """Human-readable summary lines."""
+        out = [
+            f"papers: {self.papers} unique from {self.entries} entries in {self.files_read} files "
+            f"({self.duplicates_merged} duplicates merged)",
+            f"chunks: {self.chunks} total, {self.added} added, {self.unchanged} unchanged, {self.removed} removed",
+        ]
+        if self.rebuilt_because:
+            out.insert(0, f"rebuilt the index: {self.rebuilt_because}")
+        if self.problems:
+            out.append(f"problems: {len(self.problems)} (skipped or repaired)")
+            out += [f"  {p}" for p in self.problems]
+        out.append("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items()))
+        return out
+
+
+def expected_tags(settings: Settings) -> dict[str, str]:
+    """The tags a compatible index must carry."""
+    return {"embedder": EMBEDDER_ID, "chunking": chunking_id(settings.chunk_size, settings.chunk_overlap)}
+
+
+def open_store(settings: Settings) -> IndexStore:
+    """The configured store (embedded or server) expecting our embedder and chunking."""
+    return IndexStore(settings.index_dir, settings.chroma_url, settings.collection, expected_tags(settings))
+
+
+def keyword_dir(settings: Settings) -> Path:
+    """Where the BM25 index is saved (locally, also in server mode)."""
+    suffix = "" if not settings.chroma_url else "-" + hashlib.sha1(settings.chroma_url.encode()).hexdigest()[:8]
+    return Path(settings.index_dir) / f"keyword-{settings.collection}{suffix}"
+
+
+@contextmanager
+def index_lock(settings: Settings) -> Iterator[None]:
+    """Hold an exclusive lock on the index folder, or fail at once with a clear message."""
+    folder = Path(settings.index_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".index.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexProblemError(
+                f"another `assistant index` run is writing to {folder}; wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _flat_metadata(paper: Paper) -> dict[str, Any]:
+    """Paper metadata as Chroma-storable scalars (lists joined), plus provenance."""
+    out: dict[str, Any] = {}
+    for key, value in paper.metadata.items():
+        if key in ("paper_id", "title", "position", "content_hash"):
+            continue
+        out[key] = " ".join(map(str, value)) if isinstance(value, list) else value
+    out["pages"] = "; ".join(paper.provenance)
+    return out
+
+
+def _fingerprint(chunks: Sequence[Chunk]) -> str:
+    digest = hashlib.sha1()
+    for c in sorted(chunks, key=lambda c: c.chunk_id):
+        digest.update(f"{c.chunk_id}:{c.content_hash}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _remembered_sources(store: IndexStore) -> list[str]:
+    raw = (store.collection.metadata or {}).get("sources", "[]")
+    try:
+        return [str(p) for p in json.loads(raw)]
+    except (TypeError, ValueError):
+        return []
+
+
+def build_index(settings: Settings, paths: Sequence[str | Path] = (), *, rebuild: bool = False,
+                progress: bool = True, encoder: MiniLMEncoder | None = None) -> IndexReport:
+    """Bring the index up to date with the bundled corpus, remembered sources and `paths`."""
+    report = IndexReport()
+    lock = index_lock(settings) if not settings.chroma_url else _no_lock()
+    with lock:
+        started = time.perf_counter()
+        store = open_store(settings)
+        reason = "--rebuild was given" if rebuild else (store.mismatch() if store.exists() else None)
+        sources = [] if rebuild else _remembered_sources(store)
+        if reason:
+            if progress:
+                print(f"Rebuilding the index at {store.location}: {reason}.", file=sys.stderr)
+            store.reset()
+            report.rebuilt_because = reason
+        new_paths = [str(Path(p).resolve()) for p in paths]
+        sources += [p for p in new_paths + [str(p) for p in settings.extra_paths] if p not in sources]
+        corpus = load_corpus(sources)
+        report.papers, report.entries = len(corpus.papers), corpus.entries
+        report.duplicates_merged, report.files_read = corpus.duplicates_merged, corpus.files_read
+        report.problems = corpus.problems
+        chunks = chunk_papers(corpus.papers, settings.chunk_size, settings.chunk_overlap)
+        report.chunks = len(chunks)
+        report.seconds["parse+chunk"] = time.perf_counter() - started
+
+        stored = store.stored_hashes()
+        todo = [c for c in chunks if stored.get(c.chunk_id) != c.content_hash]
+        current = {c.chunk_id for c in chunks}
+        stale = [cid for cid in stored if cid not in current]
+        report.added, report.unchanged, report.removed = len(todo), len(chunks) - len(todo), len(stale)
+        fingerprint = _fingerprint(chunks)
+        if todo or stale or store.fingerprint() != fingerprint:
+            store.set_fingerprint(INCOMPLETE)
+            t = time.perf_counter()
+            _embed_and_store(store, todo, {p.paper_id: _flat_metadata(p) for p in corpus.papers},
+                             encoder or MiniLMEncoder(), progress)
+            report.seconds["embed+store"] = time.perf_counter() - t
+            store.delete(stale)
+            _save_sources(store, sources)
+            store.set_fingerprint(fingerprint)
+        kw = keyword_dir(settings)
+        if KeywordIndex.load(kw, fingerprint) is None:
+            t = time.perf_counter()
+            KeywordIndex(store.all_chunks(), fingerprint).save(kw)
+            report.seconds["keyword"] = time.perf_counter() - t
+        report.seconds["total"] = time.perf_counter() - started
+    return report
+
+
+@contextmanager
+def _no_lock() -> Iterator[None]:
+    """A Chroma server serialises writes itself."""
+    yield
+
+
+def _save_sources(store: IndexStore, sources: list[str]) -> None:
+    meta = {k: v for k, v in (store.collection.metadata or {}).items() if not k.startswith("hnsw:")}
+    store.collection.modify(metadata={**meta, "sources": json.dumps(sources)})
+
+
+def _embed_and_store(store: IndexStore, chunks: list[Chunk], paper_meta: dict[str, dict],
+                     encoder: MiniLMEncoder, progress: bool) -> None:
+    """Embed chunks in length-sorted batches and write each batch as soon as it is ready."""
+    from tqdm import tqdm
+
+    chunks = sorted(chunks, key=lambda c: len(c.embed_text))
+    bar = tqdm(total=len(chunks), desc="Embedding chunks", unit="chunk", disable=not progress or not chunks,
+               file=sys.stderr)
+    for start in range(0, len(chunks), EMBED_BATCH):
+        batch = chunks[start:start + EMBED_BATCH]
+        vectors = encoder.encode([c.embed_text for c in batch])
+        store.add(batch, vectors.tolist(), paper_meta)
+        bar.update(len(batch))
+    bar.close()

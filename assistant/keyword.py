@@ -1,0 +1,87 @@
+"""Keyword search: a BM25 index (bm25s) over the stored chunks, persisted beside the vectors.
+
+The index is saved under `<index_dir>/keyword/` with the store fingerprint it was built from.
+It is loaded once per process and rebuilt only when the store's fingerprint changes (another
+process indexed new papers), never per query.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .store import DenseHit
+from .text import terms
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class KeywordHit:
+    """One chunk found by BM25; `score` is the raw BM25 score."""
+
+    chunk_id: str
+    paper_id: str
+    title: str
+    text: str
+    score: float
+
+
+class KeywordIndex:
+    """BM25 over chunk texts (title included), stemmed, stop words removed."""
+
+    def __init__(self, chunks: list[DenseHit], fingerprint: str) -> None:
+        import bm25s
+
+        self.chunks = chunks
+        self.fingerprint = fingerprint
+        self._bm25 = bm25s.BM25()
+        if chunks:
+            self._bm25.index([terms(f"{c.title}\n{c.text}") or ["_empty_"] for c in chunks], show_progress=False)
+
+    def search(self, query: str, k: int) -> list[KeywordHit]:
+        """The k best chunks for the query's terms (chunks with score 0 are left out)."""
+        query_terms = [t for t in terms(query) if t in self._bm25.vocab_dict] if self.chunks else []
+        if not query_terms:
+            return []
+        scores = self._bm25.get_scores(query_terms)
+        k = min(k, len(self.chunks))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top])]
+        return [KeywordHit(self.chunks[i].chunk_id, self.chunks[i].paper_id, self.chunks[i].title,
+                           self.chunks[i].text, float(scores[i])) for i in top if scores[i] > 0]
+
+    def save(self, folder: Path) -> None:
+        """Write the index and its chunk table; replaces any older copy atomically enough."""
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if self.chunks:
+            self._bm25.save(str(tmp), show_progress=False)
+        rows = [[c.chunk_id, c.paper_id, c.title, c.text] for c in self.chunks]
+        (tmp / "chunks.json").write_text(json.dumps(rows))
+        (tmp / MANIFEST).write_text(json.dumps({"fingerprint": self.fingerprint, "chunks": len(rows)}))
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+
+    @classmethod
+    def load(cls, folder: Path, fingerprint: str) -> KeywordIndex | None:
+        """The saved index if it matches `fingerprint`, else None (missing, stale or unreadable)."""
+        import bm25s
+
+        try:
+            manifest = json.loads((folder / MANIFEST).read_text())
+            if manifest.get("fingerprint") != fingerprint:
+                return None
+            rows = json.loads((folder / "chunks.json").read_text())
+            self = cls.__new__(cls)
+            self.chunks = [DenseHit(r[0], r[1], r[2], r[3], 0.0) for r in rows]
+            self.fingerprint = fingerprint
+            self._bm25 = bm25s.BM25.load(str(folder), show_progress=False) if rows else bm25s.BM25()
+            return self
+        except (OSError, ValueError, KeyError, IndexError):
+            return None

@@ -1,0 +1,192 @@
+"""The Chroma store of chunk vectors: embedded (PersistentClient) or a Chroma server (HttpClient).
+
+The collection's metadata records the embedder and chunking settings; `IndexStore.check()`
+tells when the stored vectors were made with other ones, so they are never mixed.
+We always pass our own embeddings: Chroma's default embedding function would download a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from . import offline  # noqa: F401
+from .errors import IndexProblemError
+from .models import Chunk
+
+SCHEMA_VERSION = 1
+_WRITE_BATCH = 1000
+
+
+@dataclass
+class DenseHit:
+    """One chunk found by vector search; `score` is the cosine similarity."""
+
+    chunk_id: str
+    paper_id: str
+    title: str
+    text: str
+    score: float
+
+
+def _client(index_dir: Path, chroma_url: str | None) -> Any:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if chroma_url:
+        url = urlparse(chroma_url if "://" in chroma_url else f"http://{chroma_url}")
+        try:
+            client = chromadb.HttpClient(host=url.hostname or "127.0.0.1", port=url.port or 8000,
+                                         ssl=url.scheme == "https", settings=chroma_settings)
+            client.heartbeat()
+        except Exception as exc:  # chromadb raises several types for an unreachable server
+            raise IndexProblemError(f"cannot reach the Chroma server at {chroma_url}: {exc}") from exc
+        return client
+    index_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return chromadb.PersistentClient(path=str(index_dir), settings=chroma_settings)
+    except Exception as exc:
+        raise IndexProblemError(
+            f"the index in {index_dir} cannot be opened ({type(exc).__name__}: {exc}); it may be "
+            f"corrupted. Rebuild it with `assistant index --rebuild` (or delete {index_dir})."
+        ) from exc
+
+
+class IndexStore:
+    """One Chroma collection of chunks, tagged with how its vectors were made."""
+
+    def __init__(self, index_dir: Path, chroma_url: str | None, collection: str,
+                 expected: dict[str, str]) -> None:
+        self.index_dir = Path(index_dir)
+        self.chroma_url = chroma_url
+        self.name = collection
+        self.expected = dict(expected)
+        self._client = _client(self.index_dir, chroma_url)
+        self._collection: Any = None
+
+    @property
+    def location(self) -> str:
+        """Where the index lives, for messages."""
+        return self.chroma_url or str(self.index_dir)
+
+    def exists(self) -> bool:
+        """Whether the collection exists at all."""
+        try:
+            return self.name in [getattr(c, "name", c) for c in self._client.list_collections()]
+        except Exception as exc:
+            raise self._corrupt(exc) from exc
+
+    def _corrupt(self, exc: Exception) -> IndexProblemError:
+        return IndexProblemError(
+            f"the index at {self.location} cannot be read ({type(exc).__name__}: {exc}). "
+            f"Rebuild it with `assistant index --rebuild`."
+        )
+
+    @property
+    def collection(self) -> Any:
+        """The Chroma collection, created (with our tags) if missing."""
+        if self._collection is None:
+            try:
+                self._collection = self._client.get_or_create_collection(
+                    self.name, configuration={"hnsw": {"space": "cosine"}},
+                    metadata={"schema": SCHEMA_VERSION, **self.expected},
+                )
+            except Exception as exc:
+                raise self._corrupt(exc) from exc
+        return self._collection
+
+    def mismatch(self) -> str | None:
+        """A sentence saying how the stored vectors differ from the expected ones, or None."""
+        stored = self.collection.metadata or {}
+        for key, value in {**self.expected, "schema": SCHEMA_VERSION}.items():
+            if stored.get(key) != value:
+                return f"index {key} is {stored.get(key)!r}, expected {value!r}"
+        return None
+
+    def fingerprint(self) -> str:
+        """A tag that changes whenever the stored chunks change (set by the indexer)."""
+        return str((self.collection.metadata or {}).get("fingerprint", ""))
+
+    def set_fingerprint(self, value: str) -> None:
+        """Record the tag of the current contents in the collection metadata."""
+        meta = {k: v for k, v in (self.collection.metadata or {}).items() if not k.startswith("hnsw:")}
+        self.collection.modify(metadata={**meta, "fingerprint": value})
+
+    def count(self) -> int:
+        """Number of chunks stored."""
+        try:
+            return self.collection.count()
+        except Exception as exc:
+            raise self._corrupt(exc) from exc
+
+    def reset(self) -> None:
+        """Drop the collection and create it anew with the expected tags."""
+        if self.exists():
+            self._client.delete_collection(self.name)
+        self._collection = None
+        _ = self.collection
+
+    def stored_hashes(self) -> dict[str, str]:
+        """chunk_id -> content hash of every stored chunk."""
+        out: dict[str, str] = {}
+        total = self.count()
+        for offset in range(0, total, 5000):
+            got = self.collection.get(include=["metadatas"], limit=5000, offset=offset)
+            for chunk_id, meta in zip(got["ids"], got["metadatas"]):
+                out[chunk_id] = (meta or {}).get("content_hash", "")
+        return out
+
+    def all_chunks(self) -> list[DenseHit]:
+        """Every stored chunk (without vectors), for building the keyword index."""
+        out = []
+        total = self.count()
+        for offset in range(0, total, 5000):
+            got = self.collection.get(include=["metadatas", "documents"], limit=5000, offset=offset)
+            for chunk_id, meta, doc in zip(got["ids"], got["metadatas"], got["documents"]):
+                meta = meta or {}
+                out.append(DenseHit(chunk_id, meta.get("paper_id", ""), meta.get("title", ""), doc or "", 0.0))
+        return out
+
+    def add(self, chunks: list[Chunk], embeddings: list[list[float]], paper_meta: dict[str, dict]) -> None:
+        """Upsert chunks with their vectors (through llama-index's ChromaVectorStore)."""
+        from llama_index.core.schema import TextNode
+        from llama_index.vector_stores.chroma import ChromaVectorStore
+
+        vector_store = ChromaVectorStore(chroma_collection=self.collection)
+        nodes = [
+            TextNode(
+                id_=c.chunk_id, text=c.text, embedding=list(map(float, e)),
+                metadata={"paper_id": c.paper_id, "title": c.title, "position": c.position,
+                          "content_hash": c.content_hash, **paper_meta.get(c.paper_id, {})},
+                excluded_embed_metadata_keys=["paper_id", "title", "position", "content_hash"],
+            )
+            for c, e in zip(chunks, embeddings)
+        ]
+        self.delete([c.chunk_id for c in chunks])
+        for start in range(0, len(nodes), _WRITE_BATCH):
+            vector_store.add(nodes[start:start + _WRITE_BATCH])
+
+    def delete(self, chunk_ids: list[str]) -> None:
+        """Remove chunks by id (ids not stored are ignored)."""
+        for start in range(0, len(chunk_ids), _WRITE_BATCH):
+            self.collection.delete(ids=chunk_ids[start:start + _WRITE_BATCH])
+
+    def query(self, embedding: list[float], k: int) -> list[DenseHit]:
+        """The k nearest chunks by cosine similarity."""
+        if k <= 0:
+            return []
+        try:
+            got = self.collection.query(query_embeddings=[embedding], n_results=k,
+                                        include=["metadatas", "documents", "distances"])
+        except Exception as exc:
+            raise IndexProblemError(f"vector search failed on the index at {self.location}: {exc}") from exc
+        hits = []
+        for chunk_id, meta, doc, dist in zip(got["ids"][0], got["metadatas"][0], got["documents"][0],
+                                             got["distances"][0]):
+            meta = meta or {}
+            hits.append(DenseHit(chunk_id, meta.get("paper_id", ""), meta.get("title", ""), doc or "",
+                                 1.0 - float(dist)))
+        return hits
