@@ -17,7 +17,7 @@ TOKENIZER_NAME = "cl100k_base"
 
 
 @lru_cache(maxsize=4)
-def _splitter(chunk_size: int, chunk_overlap: int):  # noqa: ANN202 (llama-index type)
+def _splitter(chunk_size: int, chunk_overlap: int):
     import tiktoken
     from llama_index.core.node_parser import SentenceSplitter
 

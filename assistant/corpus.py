@@ -37,7 +37,7 @@ _BOILERPLATE = {
 _PAGE_DATE = re.compile(r"^[A-Z][a-z]{2} \d{1,2}(, \d{4})?$")
 _META_BLOCK = re.compile(r"^\s*•\s*(\d+)\s+authors?\s*\n\s*·\s*\n\s*(.+?)\s*$", re.S)
 _META_DATE = re.compile(r"^([A-Z][a-z]{2} \d{1,2}(?:, \d{4})?)(?:\s+(\d+))?$")
-_URL = re.compile(r"https?://[^\s<>\"')\]]+")
+_URL = re.compile(r"https?://[^\s<>\"'){}\]]+")
 _BLOCK = re.compile(r"(?:[^\n]*\S[^\n]*(?:\n|$))+")
 
 
@@ -238,7 +238,7 @@ def _page_metadata(meta: re.Match[str]) -> dict[str, Any]:
 
 
 def _make_paper(title: str, abstract: str, metadata: dict[str, Any], provenance: str) -> Paper:
-    links = [u.rstrip(".,;:") for u in _URL.findall(abstract)]
+    links = [u.rstrip(".,;:}") for u in _URL.findall(abstract)]
     if links:
         metadata = {**metadata, "links": links}
     return Paper(paper_id_for(title), title, abstract[:MAX_ABSTRACT_CHARS], metadata, [provenance])

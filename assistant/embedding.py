@@ -124,3 +124,23 @@ class MiniLMEmbedding(BaseEmbedding):
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
         return self._get_query_embedding(query)
+
+
+class CachedEncoder:
+    """Wraps an encoder with a bounded cache of text -> vector (sentences repeat across questions)."""
+
+    def __init__(self, encoder: MiniLMEncoder, max_items: int = 50_000) -> None:
+        self.encoder = encoder
+        self.max_items = max_items
+        self._cache: dict[str, np.ndarray] = {}
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Like `MiniLMEncoder.encode`, embedding only the texts not seen before."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            if len(self._cache) + len(missing) > self.max_items:
+                self._cache.clear()
+            self._cache.update(zip(missing, self.encoder.encode(missing)))
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        return np.stack([self._cache[t] for t in texts])

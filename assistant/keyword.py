@@ -8,6 +8,7 @@ process indexed new papers), never per query.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,19 @@ class KeywordIndex:
         top = top[np.argsort(-scores[top])]
         return [KeywordHit(self.chunks[i].chunk_id, self.chunks[i].paper_id, self.chunks[i].title,
                            self.chunks[i].text, float(scores[i])) for i in top if scores[i] > 0]
+
+    def idf(self, term: str) -> float:
+        """Inverse document frequency of a stemmed term over chunks (highest for unknown terms)."""
+        token = self._bm25.vocab_dict.get(term) if self.chunks else None
+        df = 0
+        if token is not None:
+            indptr = self._bm25.scores["indptr"]
+            df = int(indptr[token + 1] - indptr[token])
+        return math.log(1 + (len(self.chunks) - df + 0.5) / (df + 0.5))
+
+    def knows(self, term: str) -> bool:
+        """Whether a stemmed term occurs anywhere in the indexed chunks."""
+        return bool(self.chunks) and term in self._bm25.vocab_dict
 
     def save(self, folder: Path) -> None:
         """Write the index and its chunk table; replaces any older copy atomically enough."""

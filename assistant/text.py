@@ -24,7 +24,7 @@ _ABBREVIATIONS = ("e.g.", "i.e.", "et al.", "vs.", "cf.", "Fig.", "Eq.", "approx
 
 
 @lru_cache(maxsize=1)
-def _stemmer():  # noqa: ANN202 (PyStemmer has no type hints)
+def _stemmer():  # PyStemmer has no type hints
     import Stemmer
 
     return Stemmer.Stemmer("english")

@@ -1,0 +1,17 @@
+"""papers-assistant: grounded, cited answers over research-paper abstracts.
+
+    from assistant import answer
+    a = answer("How does ShadowKV cut KV-cache memory?")
+    print(a.text, [c.title for c in a.citations])
+"""
+
+from . import offline  # noqa: F401  (must run before any dependency loads)
+from .errors import AssistantError, BackendError, CorpusError, IndexProblemError, InvalidQuestionError
+from .models import Answer, Citation, Paper, SentenceSupport, Source
+from .pipeline import Assistant, answer, stream
+from .settings import Settings
+
+__all__ = [
+    "Answer", "Assistant", "AssistantError", "BackendError", "Citation", "CorpusError", "IndexProblemError",
+    "InvalidQuestionError", "Paper", "SentenceSupport", "Settings", "Source", "answer", "stream",
+]

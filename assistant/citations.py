@@ -1,0 +1,109 @@
+"""Citations: find `[n]` markers, drop the ones that point outside the sources, and score how
+well each answer sentence is supported by the passages it cites (offline, no LLM judge).
+
+Support of a sentence = 0.6 × best cosine similarity to a sentence of the cited passages
++ 0.2 × share of its numbers found there + 0.2 × share of its rare terms found there.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .models import Citation, SentenceSupport, Source
+from .text import numbers, split_sentences, terms
+
+REFUSAL = "The collection doesn't answer this."
+SUPPORT_THRESHOLD = 0.55
+_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_TITLE_QUOTE = re.compile(r"[\"“*_]{1,2}([A-Z][^\"”*_\n]{12,200})[\"”*_]{1,2}")
+
+Encode = Callable[[list[str]], np.ndarray]
+
+
+def markers(text: str) -> list[int]:
+    """Every source number cited in `text`, in order of first appearance."""
+    seen: dict[int, None] = {}
+    for group in _MARKER.findall(text):
+        for part in group.split(","):
+            seen.setdefault(int(part), None)
+    return list(seen)
+
+
+def drop_invalid_markers(text: str, valid: set[int]) -> tuple[str, int]:
+    """Remove marker numbers not in `valid`; returns the new text and how many were removed."""
+    removed = 0
+
+    def fix(match: re.Match[str]) -> str:
+        nonlocal removed
+        parts = [int(p) for p in match.group(1).split(",")]
+        kept = [p for p in parts if p in valid]
+        removed += len(parts) - len(kept)
+        return "[" + ", ".join(map(str, kept)) + "]" if kept else ""
+
+    fixed = _MARKER.sub(fix, text)
+    return re.sub(r"[ \t]+([.,;:])", r"\1", fixed), removed
+
+
+def is_refusal(text: str) -> bool:
+    """Whether an answer is (or starts with) the fixed refusal sentence."""
+    norm = " ".join(text.replace("’", "'").split()).casefold()
+    return norm.startswith(REFUSAL.casefold().rstrip(".")) or norm.startswith("the collection does not answer this")
+
+
+def quoted_titles_not_in(text: str, known_titles: Sequence[str]) -> list[str]:
+    """Titles the answer quotes that are not titles of papers in the collection."""
+    known = {" ".join(t.split()).casefold() for t in known_titles}
+    flagged = []
+    for candidate in _TITLE_QUOTE.findall(text):
+        name = " ".join(candidate.split()).strip(" .").casefold()
+        if len(name.split()) >= 4 and ":" in name and name not in known:
+            flagged.append(candidate.strip())
+    return flagged
+
+
+def answer_sentences(text: str) -> list[str]:
+    """Split an answer into sentences, keeping each sentence's markers with it."""
+    out: list[str] = []
+    for line in text.splitlines():
+        line = line.strip().lstrip("-*• ").strip()
+        if not line:
+            continue
+        for sentence in split_sentences(line):
+            if _MARKER.fullmatch(sentence.strip(" .")) and out:
+                out[-1] += " " + sentence
+            else:
+                out.append(sentence)
+    return out
+
+
+def score_support(sentences: list[str], sources: Sequence[Source], encode: Encode) -> list[SentenceSupport]:
+    """A support score in 0..1 for each answer sentence against the sources it cites."""
+    by_n = {s.n: s for s in sources}
+    evidence = {s.n: split_sentences(s.text) or [s.text] for s in sources}
+    plain = [_MARKER.sub("", s).strip() for s in sentences]
+    needed = sorted({t for n in by_n for t in evidence[n]} | set(plain))
+    vectors = dict(zip(needed, encode(needed))) if needed else {}
+    results = []
+    for sentence, bare in zip(sentences, plain):
+        cites = [n for n in markers(sentence) if n in by_n]
+        if not cites or not bare:
+            results.append(SentenceSupport(sentence, cites, 0.0, False))
+            continue
+        cited_text = " ".join(by_n[n].title + ". " + by_n[n].text for n in cites)
+        cos = max(float(vectors[bare] @ vectors[e]) for n in cites for e in evidence[n])
+        nums = numbers(bare)
+        num_share = len(nums & numbers(cited_text)) / len(nums) if nums else 1.0
+        rare = set(terms(bare))
+        term_share = len(rare & set(terms(cited_text))) / len(rare) if rare else 1.0
+        support = max(0.0, min(1.0, 0.6 * cos + 0.2 * num_share + 0.2 * term_share))
+        results.append(SentenceSupport(sentence, cites, round(support, 3), support >= SUPPORT_THRESHOLD))
+    return results
+
+
+def build_citations(text: str, sources: Sequence[Source]) -> list[Citation]:
+    """Citations for the markers in `text` that map to sources, in order of first use."""
+    by_n = {s.n: s for s in sources}
+    return [Citation(n, by_n[n].title, by_n[n].paper_id) for n in markers(text) if n in by_n]

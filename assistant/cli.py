@@ -1,0 +1,128 @@
+"""The `assistant` command: index, ask, chat, eval. A thin layer over the Python API.
+
+Exit status: 0 success (an answer or a refusal), 1 failure (backend, index), 2 bad input,
+3 indexing finished but some inputs were skipped (partial success).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import offline  # noqa: F401
+from .errors import AssistantError, CorpusError, InvalidQuestionError
+from .settings import BACKENDS, RETRIEVAL_MODES, Settings
+
+EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_PARTIAL = 1, 2, 3
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        index_dir=getattr(args, "index_dir", None), chroma_url=getattr(args, "chroma_url", None),
+        backend=getattr(args, "backend", None), top_k=getattr(args, "top_k", None),
+        retrieval=getattr(args, "retrieval", None),
+    )
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from .indexing import build_index
+
+    report = build_index(_settings(args), args.paths, rebuild=args.rebuild, progress=not args.quiet)
+    for line in report.lines():
+        print(line)
+    return EXIT_PARTIAL if report.problems else 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from .pipeline import Assistant
+
+    assistant = Assistant(_settings(args))
+    if not assistant.index_ready():
+        print("Building the index (first use)...", file=sys.stderr)
+        assistant.ensure_index(progress=True)
+    result = assistant.answer(args.question)
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+        return 0
+    print(result.text)
+    if result.citations:
+        print()
+        for c in result.citations:
+            print(f"[{c.n}] {c.title}")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from .ui import launch
+
+    launch(_settings(args), host=args.host, port=args.port)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import run_cli
+
+    return run_cli(args, _settings(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="assistant", description="Cited answers over research-paper abstracts.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--index-dir", type=Path, help="index folder (env ASSISTANT_INDEX_DIR, default ./index)")
+    common.add_argument("--chroma-url", help="Chroma server URL, e.g. http://127.0.0.1:8000 (env ASSISTANT_CHROMA_URL)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("index", parents=[common], help="parse, chunk, embed and store the corpus")
+    p.add_argument("paths", nargs="*", help="extra pages, .jsonl or .csv files, or folders to add")
+    p.add_argument("--rebuild", action="store_true", help="drop the index and build it anew")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("ask", parents=[common], help="answer one question")
+    p.add_argument("question")
+    p.add_argument("--backend", choices=BACKENDS, help="answerer (env ASSISTANT_BACKEND, default extractive)")
+    p.add_argument("--top-k", type=int, help="number of papers retrieved (default 5)")
+    p.add_argument("--retrieval", choices=RETRIEVAL_MODES, help="retrieval mode (default hybrid)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("chat", parents=[common], help="start the Gradio chat")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--backend", choices=BACKENDS)
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("eval", parents=[common], help="run the citation evals")
+    p.add_argument("--set", dest="eval_set", type=Path, help="eval set JSONL (default: evals/test.jsonl)")
+    p.add_argument("--backend", choices=BACKENDS)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--retrieval", choices=RETRIEVAL_MODES)
+    p.add_argument("--out", type=Path, help="folder for JSON, Markdown and PNG reports")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--compare", action="store_true", help="compare retrieval modes and backends side by side")
+    p.add_argument("--gate", type=Path, help="exit 1 if a metric is below the thresholds in this file")
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (InvalidQuestionError, CorpusError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except AssistantError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

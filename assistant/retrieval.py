@@ -1,0 +1,116 @@
+"""Hybrid retrieval: dense (Chroma) and keyword (BM25) rankings fused by reciprocal rank,
+grouped by paper so that one paper's chunks cannot crowd out the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .embedding import MiniLMEncoder
+from .keyword import KeywordIndex
+from .store import IndexStore
+from .text import split_sentences
+
+RRF_K = 60
+CANDIDATE_CHUNKS = 40
+MAX_CHUNKS_PER_PAPER = 2
+
+
+@dataclass
+class ChunkHit:
+    """A chunk of a retrieved paper, with its rank scores from each retriever."""
+
+    chunk_id: str
+    text: str
+    position: int
+    dense: float = 0.0
+    keyword: float = 0.0
+
+
+@dataclass
+class PaperHit:
+    """One retrieved paper: fused score, best dense cosine, best BM25 score and its chunks."""
+
+    paper_id: str
+    title: str
+    score: float
+    dense: float
+    keyword: float
+    chunks: list[ChunkHit] = field(default_factory=list)
+
+    @property
+    def passage(self) -> str:
+        """Its best chunks (up to two) in abstract order: the evidence shown for this paper."""
+        best = sorted(self.chunks, key=lambda c: (-(c.dense + c.keyword / 100)))[:MAX_CHUNKS_PER_PAPER]
+        sentences: dict[str, None] = {}
+        for chunk in sorted(best, key=lambda c: c.position):
+            sentences.update(dict.fromkeys(split_sentences(chunk.text)))
+        return " ".join(sentences)
+
+
+def _position(chunk_id: str) -> int:
+    tail = chunk_id.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+class Retriever:
+    """Finds the papers that best answer a question, by `mode`: hybrid, dense or bm25."""
+
+    def __init__(self, store: IndexStore, keyword_index: Callable[[], KeywordIndex],
+                 encoder: MiniLMEncoder, mode: str = "hybrid") -> None:
+        self.store = store
+        self.keyword_index = keyword_index
+        self.encoder = encoder
+        self.mode = mode
+
+    def retrieve(self, query: str, top_k: int, mode: str | None = None) -> list[PaperHit]:
+        """The top_k papers for `query`, best first."""
+        mode = mode or self.mode
+        papers: dict[str, PaperHit] = {}
+        rankings: list[list[str]] = []
+        if mode in ("hybrid", "dense"):
+            vector = self.encoder.encode([query])[0].tolist()
+            hits = self.store.query(vector, CANDIDATE_CHUNKS)
+            for hit in hits:
+                paper = papers.setdefault(hit.paper_id, PaperHit(hit.paper_id, hit.title, 0.0, 0.0, 0.0))
+                paper.dense = max(paper.dense, hit.score)
+                _chunk(paper, hit.chunk_id, hit.text).dense = hit.score
+            rankings.append(_paper_order(h.paper_id for h in hits))
+        if mode in ("hybrid", "bm25"):
+            hits_kw = self.keyword_index().search(query, CANDIDATE_CHUNKS)
+            for hit in hits_kw:
+                paper = papers.setdefault(hit.paper_id, PaperHit(hit.paper_id, hit.title, 0.0, 0.0, 0.0))
+                paper.keyword = max(paper.keyword, hit.score)
+                _chunk(paper, hit.chunk_id, hit.text).keyword = hit.score
+            rankings.append(_paper_order(h.paper_id for h in hits_kw))
+        for paper_id, score in reciprocal_rank_fusion(rankings).items():
+            papers[paper_id].score = score
+        ranked = sorted(papers.values(), key=lambda p: -p.score)
+        return ranked[:top_k]
+
+
+def _chunk(paper: PaperHit, chunk_id: str, text: str) -> ChunkHit:
+    for chunk in paper.chunks:
+        if chunk.chunk_id == chunk_id:
+            return chunk
+    chunk = ChunkHit(chunk_id, text, _position(chunk_id))
+    paper.chunks.append(chunk)
+    return chunk
+
+
+def _paper_order(paper_ids: Sequence[str] | object) -> list[str]:
+    """Paper ids in order of their first (best) chunk."""
+    seen: dict[str, None] = {}
+    for pid in paper_ids:  # type: ignore[union-attr]
+        seen.setdefault(pid, None)
+    return list(seen)
+
+
+def reciprocal_rank_fusion(rankings: list[list[str]], k: int = RRF_K) -> dict[str, float]:
+    """Sum of 1 / (k + rank) over the rankings each id appears in (rank starts at 1)."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return scores
