@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .store import DenseHit
-from .text import terms
+from .text import ANALYZER_ID, terms
 
 MANIFEST = "manifest.json"
 
@@ -78,7 +78,8 @@ class KeywordIndex:
             self._bm25.save(str(tmp), show_progress=False)
         rows = [[c.chunk_id, c.paper_id, c.title, c.text] for c in self.chunks]
         (tmp / "chunks.json").write_text(json.dumps(rows))
-        (tmp / MANIFEST).write_text(json.dumps({"fingerprint": self.fingerprint, "chunks": len(rows)}))
+        (tmp / MANIFEST).write_text(json.dumps({"fingerprint": self.fingerprint, "analyzer": ANALYZER_ID,
+                                                "chunks": len(rows)}))
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
 
@@ -89,7 +90,7 @@ class KeywordIndex:
 
         try:
             manifest = json.loads((folder / MANIFEST).read_text())
-            if manifest.get("fingerprint") != fingerprint:
+            if manifest.get("fingerprint") != fingerprint or manifest.get("analyzer") != ANALYZER_ID:
                 return None
             rows = json.loads((folder / "chunks.json").read_text())
             self = cls.__new__(cls)

@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .embedding import MiniLMEncoder
+import numpy as np
+
+from .embedding import CachedEncoder, MiniLMEncoder
 from .keyword import KeywordIndex
 from .store import IndexStore
 from .text import split_sentences
@@ -58,7 +60,7 @@ class Retriever:
     """Finds the papers that best answer a question, by `mode`: hybrid, dense or bm25."""
 
     def __init__(self, store: IndexStore, keyword_index: Callable[[], KeywordIndex],
-                 encoder: MiniLMEncoder, mode: str = "hybrid") -> None:
+                 encoder: MiniLMEncoder | CachedEncoder, mode: str = "hybrid") -> None:
         self.store = store
         self.keyword_index = keyword_index
         self.encoder = encoder
@@ -69,9 +71,9 @@ class Retriever:
         mode = mode or self.mode
         papers: dict[str, PaperHit] = {}
         rankings: list[list[str]] = []
+        vector = self.encoder.encode([query])[0]
         if mode in ("hybrid", "dense"):
-            vector = self.encoder.encode([query])[0].tolist()
-            hits = self.store.query(vector, CANDIDATE_CHUNKS)
+            hits = self.store.query(vector.tolist(), CANDIDATE_CHUNKS)
             for hit in hits:
                 paper = papers.setdefault(hit.paper_id, PaperHit(hit.paper_id, hit.title, 0.0, 0.0, 0.0))
                 paper.dense = max(paper.dense, hit.score)
@@ -86,8 +88,19 @@ class Retriever:
             rankings.append(_paper_order(h.paper_id for h in hits_kw))
         for paper_id, score in reciprocal_rank_fusion(rankings).items():
             papers[paper_id].score = score
-        ranked = sorted(papers.values(), key=lambda p: -p.score)
-        return ranked[:top_k]
+        ranked = sorted(papers.values(), key=lambda p: -p.score)[:top_k]
+        self._fill_dense(ranked, vector)
+        return ranked
+
+    def _fill_dense(self, papers: list[PaperHit], vector: np.ndarray) -> None:
+        """Give chunks found only by keyword their cosine to the query, so every hit has one."""
+        missing = [c for p in papers for c in p.chunks if c.dense == 0.0]
+        stored = self.store.vectors([c.chunk_id for c in missing])
+        for chunk in missing:
+            if chunk.chunk_id in stored:
+                chunk.dense = float(np.dot(stored[chunk.chunk_id], vector))
+        for paper in papers:
+            paper.dense = max((c.dense for c in paper.chunks), default=0.0)
 
 
 def _chunk(paper: PaperHit, chunk_id: str, text: str) -> ChunkHit:

@@ -174,6 +174,13 @@ class IndexStore:
         for start in range(0, len(chunk_ids), _WRITE_BATCH):
             self.collection.delete(ids=chunk_ids[start:start + _WRITE_BATCH])
 
+    def vectors(self, chunk_ids: list[str]) -> dict[str, list[float]]:
+        """Stored vectors of the given chunks (ids not stored are left out)."""
+        if not chunk_ids:
+            return {}
+        got = self.collection.get(ids=chunk_ids, include=["embeddings"])
+        return {cid: list(vec) for cid, vec in zip(got["ids"], got["embeddings"])}
+
     def query(self, embedding: list[float], k: int) -> list[DenseHit]:
         """The k nearest chunks by cosine similarity."""
         if k <= 0:

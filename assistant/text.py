@@ -17,7 +17,9 @@ propose proposes proposed present presents introduce introduces show shows use u
 based new novel collection which whose does tell find list describe explain give say says
 """.split())
 
-_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-'][A-Za-z0-9]+)*|\d+(?:[.,]\d+)*%?")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*|\d+(?:[.,]\d+)*%?")
+#: Changes whenever `terms()` changes, so saved keyword indexes built with the old one are rebuilt.
+ANALYZER_ID = "words-v2/stopwords/snowball-en"
 _NUMBER = re.compile(r"(?<![A-Za-z])\d+(?:[.,]\d+)*(?:\s*(?:%|x|×|times)\b|%)?", re.I)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
 _ABBREVIATIONS = ("e.g.", "i.e.", "et al.", "vs.", "cf.", "Fig.", "Eq.", "approx.")

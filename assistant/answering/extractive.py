@@ -2,9 +2,11 @@
 each followed by the `[n]` of its paper, or refuses when the evidence does not answer it.
 
 Sentence score = cosine(question, sentence) + 0.5 × IDF-weighted share of question terms the
-sentence (with its title) contains. Refusal when: the best score is weak; the question names a
-thing (an acronym, a CamelCase or digit-bearing name) that appears nowhere in the collection;
-or the question asks "how many / how much" and no good sentence states a number.
+sentence (with its title) contains. It refuses when:
+- retrieval is weak: the best paper's chunk cosine is below MIN_DENSE, or no sentence scores MIN_SCORE;
+- the question names a thing (acronym, CamelCase or digit-bearing name) the collection never uses;
+- the evidence lacks what was asked: "how many X" needs a sentence with a figure and X,
+  "which <attribute>" (license, affiliation, ...) needs the attribute in the evidence.
 """
 
 from __future__ import annotations
@@ -17,24 +19,37 @@ import numpy as np
 
 from ..citations import REFUSAL
 from ..models import Source
-from ..text import STOPWORDS, numbers, split_sentences, stem, terms, words
+from ..text import numbers, split_sentences, terms
 
 Encode = Callable[[list[str]], np.ndarray]
 
-MIN_SCORE = 0.62
-MIN_COVERAGE = 0.34
+MIN_DENSE = 0.42
+MIN_SCORE = 0.55
 LEXICAL_WEIGHT = 0.5
-MULTI_RELATIVE = 0.8
-SECOND_SENTENCE_RELATIVE = 0.9
+MULTI_RELATIVE = 0.65
+RANK_PENALTY = 0.04
+SECOND_RELATIVE = 0.75
 MAX_SENTENCES = 6
 
 _NUMERIC = re.compile(
     r"\bhow (many|much|fast|large|long|big|far|often|small)\b|\bby how\b|\bhow many times\b|"
-    r"\bwhat (percentage|fraction|speed-?up|ratio|number|factor)\b|\bwhat (average )?score\b",
+    r"\bwhat (percentage|fraction|share|proportion|speed-?up|ratio|number|factor|learning rate|batch size|size)\b|"
+    r"\bwhat (average )?(score|accuracy)\b|\bup to how\b|\bby what factor\b",
     re.I,
 )
 _LIST = re.compile(r"\b(which|what|list|name)\b[^?]*\b(papers|works|methods|studies|approaches|systems)\b|"
                    r"\bpapers\b", re.I)
+#: "how many <measure>" / "which <attribute>": the words the evidence must contain.
+_ASKED = re.compile(r"\b(?:how many|which|what)\s+((?:[a-z-]+\s+){0,2}?[a-z-]+?)\s+"
+                    r"(?:does|do|did|is|are|was|were|has|have|had|can|could|of|in|for|to|on|by|with|were|will)\b",
+                    re.I)
+_GENERIC_ASKED = {"paper", "work", "method", "approach", "technique", "model", "system", "study", "framework",
+                  "thesis", "dataset", "one", "way", "idea", "kind", "type", "problem", "task", "architecture",
+                  "algorithm", "design", "strategy", "mechanism", "tool", "benchmark", "analysi", "result",
+                  "metric", "widely", "main", "key", "new", "first", "techniqu", "size", "rate", "factor",
+                  "fraction", "share", "percentag", "speed", "speedup", "ratio", "number", "amount", "much"}
+_INTRO = re.compile(r"\b(we|this paper|this work|this thesis)\s+(present|propose|introduce|develop|design|"
+                    r"build|release|describe|discover)s?\b|\bwe call\b|\bcalled\b|\bnamed\b", re.I)
 _NAME_TOKEN = re.compile(r"\b(?:[A-Z]{2,}[A-Za-z0-9-]*|[A-Za-z]+[0-9][A-Za-z0-9-]*|[a-z]+[A-Z][A-Za-z0-9-]*|"
                          r"[A-Z][a-z]+[A-Z][A-Za-z0-9-]*)\b")
 
@@ -63,7 +78,7 @@ def unknown_names(question: str, knows: Callable[[str], bool]) -> list[str]:
     """Name-like words in the question (acronyms, CamelCase, with digits) the collection never uses."""
     missing = []
     for token in _NAME_TOKEN.findall(question):
-        parts = [stem(w) for w in words(token) if w not in STOPWORDS]
+        parts = terms(token)
         if parts and not all(knows(p) for p in parts):
             missing.append(token)
     return missing
@@ -87,15 +102,19 @@ class ExtractiveAnswerer:
         """The answer text, or the refusal sentence."""
         if not sources or unknown_names(question, self.knows):
             return REFUSAL
+        if max(s.metadata.get("dense", 0.0) for s in sources) < MIN_DENSE:
+            return REFUSAL
         kind = question_kind(question)
         candidates = self._score(question, sources)
+        asked = asked_terms(question)
+        if asked:
+            candidates = [c for c in candidates if asked & set(terms(c.text + " " + c.source.title))]
         if kind == "numeric":
             candidates = [c for c in candidates if _has_figure(c.text)]
-        candidates = [c for c in candidates if c.coverage >= MIN_COVERAGE]
         if not candidates or candidates[0].score < MIN_SCORE:
             return REFUSAL
         chosen = self._select(candidates, kind)
-        return _render(chosen)
+        return _render(chosen) if chosen else REFUSAL
 
     def _score(self, question: str, sources: list[Source]) -> list[Candidate]:
         candidates = [
@@ -113,26 +132,57 @@ class ExtractiveAnswerer:
         for cand, vec in zip(candidates, vectors[1:]):
             present = set(terms(cand.text)) | set(terms(cand.source.title))
             cand.coverage = sum(w for t, w in weights.items() if t in present) / total
-            cand.score = float(vec @ vectors[0]) + LEXICAL_WEIGHT * cand.coverage
+            cand.score = float(vec @ vectors[0]) + LEXICAL_WEIGHT * cand.coverage - RANK_PENALTY * cand.rank
         return sorted(candidates, key=lambda c: -c.score)
 
     def _select(self, candidates: list[Candidate], kind: str) -> list[Candidate]:
-        best = candidates[0].score
-        chosen: list[Candidate] = []
-        per_paper: dict[int, int] = {}
+        best = candidates[0]
+        if kind != "list":
+            chosen = [best]
+            if kind == "single":
+                second = [c for c in candidates[1:] if c.source.n == best.source.n
+                          and c.score >= SECOND_RELATIVE * best.score and not _redundant(c.text, best.text)]
+                chosen += second[:1]
+                intro = _intro_sentence(best.source)
+                name = short_name(best.source.title)
+                named = name and any(name.casefold() in c.text.casefold() for c in chosen)
+                if intro and not named and all(intro != c.text for c in chosen):
+                    chosen.insert(0, Candidate(best.source, best.rank, intro))
+            return chosen
+        chosen, papers = [], set()
         for cand in candidates:
-            n = cand.source.n
-            if kind == "list":
-                keep = cand.score >= MULTI_RELATIVE * best and per_paper.get(n, 0) == 0
-            else:
-                same_paper = n == candidates[0].source.n
-                keep = same_paper and per_paper.get(n, 0) < 2 and cand.score >= SECOND_SENTENCE_RELATIVE * best
-            if keep and not any(_redundant(cand.text, c.text) for c in chosen):
+            if cand.score >= MULTI_RELATIVE * best.score and cand.source.n not in papers \
+                    and cand.source.metadata.get("dense", 1.0) >= MIN_DENSE:
                 chosen.append(cand)
-                per_paper[n] = per_paper.get(n, 0) + 1
+                papers.add(cand.source.n)
             if len(chosen) >= MAX_SENTENCES:
                 break
         return chosen
+
+
+def asked_terms(question: str) -> set[str]:
+    """The stemmed head noun of what the question asks for ("how many human annotators" -> {annot})."""
+    match = _ASKED.search(question)
+    found = terms(match.group(1)) if match else []
+    if not found or any(t in _GENERIC_ASKED for t in found) or found[-1].isdigit():
+        return set()
+    return {found[-1]}
+
+
+def _intro_sentence(source: Source) -> str | None:
+    """The sentence where a paper introduces its contribution ("We present X ..."), if any;
+    one that uses the paper's short name is preferred."""
+    sentences = split_sentences(source.text)
+    intros = [s for s in sentences if _INTRO.search(s) and len(s.split()) >= 5]
+    name = short_name(source.title)
+    named = [s for s in intros if name and name.casefold() in s.casefold()]
+    return (named or intros or [None])[0]
+
+
+def short_name(title: str) -> str | None:
+    """The name a title gives its method ("ShadowKV: KV Cache in ..." -> "ShadowKV"), if any."""
+    head, sep, _ = title.partition(":")
+    return head.strip() if sep and 0 < len(head.split()) <= 3 else None
 
 
 def _has_figure(sentence: str) -> bool:
@@ -152,7 +202,7 @@ def _with_marker(sentence: str, n: int) -> str:
 
 
 def _render(chosen: list[Candidate]) -> str:
-    """One paragraph per paper, its sentences in abstract order, each ending with its marker."""
+    """One paragraph per paper: its title, then its sentences in abstract order, each with its marker."""
     by_paper: dict[int, list[Candidate]] = {}
     for cand in chosen:
         by_paper.setdefault(cand.source.n, []).append(cand)
@@ -160,7 +210,8 @@ def _render(chosen: list[Candidate]) -> str:
     for n, cands in by_paper.items():
         order = split_sentences(cands[0].source.text)
         cands.sort(key=lambda c: order.index(c.text) if c.text in order else 0)
-        paragraphs.append(" ".join(_with_marker(c.text, n) for c in cands))
+        quotes = " ".join(_with_marker(c.text, n) for c in cands)
+        paragraphs.append(f'"{cands[0].source.title}" [{n}]: {quotes}')
     if len(paragraphs) == 1:
         return paragraphs[0]
     return "\n".join(f"- {p}" for p in paragraphs)
