@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 
 import httpx
 import ollama
@@ -29,8 +30,10 @@ class OllamaAnswerer(ChatAnswerer):
     def _complete(self, messages: Messages) -> Iterator[str]:
         try:
             if self.streaming:
-                for part in self.client.chat(self.model, messages, stream=True, options=self.options):
-                    yield part.message.content or ""
+                parts = self.client.chat(self.model, messages, stream=True, options=self.options)
+                with closing(parts):  # closes the HTTP stream if the reader stops early
+                    for part in parts:
+                        yield part.message.content or ""
                 return
             yield self.client.chat(self.model, messages, stream=False, options=self.options).message.content or ""
         except ollama.ResponseError as exc:
