@@ -17,40 +17,72 @@ from .text import numbers, split_sentences, terms
 
 REFUSAL = "The collection doesn't answer this."
 SUPPORT_THRESHOLD = 0.55
-_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_ITEM = r"\d+(?:\s*[-–]\s*\d+)?"
+#: `[1]`, `[1, 2]`, `[1; 2]`, `[1-3]`, `[Source 2]`: what models write; `[1][2]` is two markers.
+_MARKER = re.compile(rf"\[(?:[Ss]ources?:?\s*)?({_ITEM}(?:\s*[,;]\s*{_ITEM})*)\]")
+_RANGE_LIMIT = 20
 _TITLE_QUOTE = re.compile(r"[\"“*_]{1,2}([A-Z][^\"”*_\n]{12,200})[\"”*_]{1,2}")
 
 Encode = Callable[[list[str]], np.ndarray]
+
+
+def _marker_numbers(group: str) -> list[int]:
+    """The numbers of one marker's inside, e.g. '1, 3-5' → [1, 3, 4, 5] (short ranges only)."""
+    out: list[int] = []
+    for item in re.split(r"\s*[,;]\s*", group):
+        ends = [int(x) for x in re.split(r"\s*[-–]\s*", item)]
+        if len(ends) == 2 and 0 < ends[1] - ends[0] <= _RANGE_LIMIT:
+            out.extend(range(ends[0], ends[1] + 1))
+        else:
+            out.extend(ends)
+    return out
 
 
 def markers(text: str) -> list[int]:
     """Every source number cited in `text`, in order of first appearance."""
     seen: dict[int, None] = {}
     for group in _MARKER.findall(text):
-        for part in group.split(","):
-            seen.setdefault(int(part), None)
+        for n in _marker_numbers(group):
+            seen.setdefault(n, None)
     return list(seen)
 
 
 def drop_invalid_markers(text: str, valid: set[int]) -> tuple[str, int]:
-    """Remove marker numbers not in `valid`; returns the new text and how many were removed."""
+    """Remove marker numbers not in `valid` and write the rest as `[1, 2]`; returns the new text
+    and how many numbers were removed."""
     removed = 0
 
     def fix(match: re.Match[str]) -> str:
         nonlocal removed
-        parts = [int(p) for p in match.group(1).split(",")]
+        parts = list(dict.fromkeys(_marker_numbers(match.group(1))))
         kept = [p for p in parts if p in valid]
         removed += len(parts) - len(kept)
         return "[" + ", ".join(map(str, kept)) + "]" if kept else ""
 
     fixed = _MARKER.sub(fix, text)
+    fixed = re.sub(r"(?<=\S)[ \t]{2,}", " ", fixed)
     return re.sub(r"[ \t]+([.,;:])", r"\1", fixed), removed
 
 
+def _plain(text: str) -> str:
+    return " ".join(text.replace("’", "'").replace("*", "").replace("_", " ").split()).casefold()
+
+
+_REFUSALS = (_plain(REFUSAL).rstrip("."), "the collection does not answer this")
+
+
 def is_refusal(text: str) -> bool:
-    """Whether an answer is (or starts with) the fixed refusal sentence."""
-    norm = " ".join(text.replace("’", "'").split()).casefold()
-    return norm.startswith(REFUSAL.casefold().rstrip(".")) or norm.startswith("the collection does not answer this")
+    """Whether an answer refuses: it starts with the fixed refusal sentence (quotes and markdown
+    aside), or it contains that sentence and cites nothing."""
+    norm = _plain(text).lstrip("\"'“> ")
+    if norm.startswith(_REFUSALS):
+        return True
+    return any(r in norm for r in _REFUSALS) and not markers(text)
+
+
+def refusal_has_extra(text: str) -> bool:
+    """Whether a refusal carries more than the fixed sentence (text the model should not add)."""
+    return _plain(text).strip("\"'“”> .") != _plain(REFUSAL).rstrip(".")
 
 
 def quoted_titles_not_in(text: str, known_titles: Sequence[str]) -> list[str]:

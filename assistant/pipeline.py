@@ -20,6 +20,7 @@ from .citations import (
     drop_invalid_markers,
     is_refusal,
     quoted_titles_not_in,
+    refusal_has_extra,
     score_support,
 )
 from .embedding import CachedEncoder, MiniLMEncoder
@@ -72,7 +73,7 @@ class Assistant:
         self._store: IndexStore | None = None
         self._keyword: KeywordIndex | None = None
         self._keyword_checked = 0.0
-        self._answerers: dict[str, Answerer] = {}
+        self._answerers: dict[tuple[str, Settings], Answerer] = {}
 
     # -- index -------------------------------------------------------------------------------
     @property
@@ -128,16 +129,26 @@ class Assistant:
     def answerer(self, name: str) -> Answerer:
         """The answerer for a backend name ('auto' picks the first configured LLM, else extractive)."""
         if name == "auto":
-            name = configured_backends(self.settings)[-1]
+            backends = configured_backends(self.settings)
+            name = backends[1] if len(backends) > 1 else backends[0]
         with self._lock:
-            if name not in self._answerers:
-                self._answerers[name] = self._make_answerer(name)
-            return self._answerers[name]
+            key = (name, self.settings)  # settings can change on a shared Assistant
+            if key not in self._answerers:
+                self._answerers[key] = self._make_answerer(name)
+            return self._answerers[key]
 
     def _make_answerer(self, name: str) -> Answerer:
         if name == "extractive":
             kw = self.keyword_index
             return ExtractiveAnswerer(self.encoder.encode, lambda t: kw().idf(t), lambda t: kw().knows(t))
+        if name == "openai":
+            from .answering.openai_backend import OpenAIAnswerer
+
+            return OpenAIAnswerer(self.settings)
+        if name == "ollama":
+            from .answering.ollama_backend import OllamaAnswerer
+
+            return OllamaAnswerer(self.settings)
         raise BackendError(f"backend {name!r} is not available")
 
     def retrieve(self, question: str, top_k: int | None = None, retrieval: str | None = None) -> list[Source]:
@@ -177,6 +188,9 @@ class Assistant:
             raise InvalidQuestionError(f"unknown backend {name!r}")
         answerer = self.answerer(name)
         sources = self.retrieve(question, top_k, retrieval)
+        fit_sources = getattr(answerer, "fit_sources", None)
+        if fit_sources is not None:  # LLM backends show only what fits their context window
+            sources = fit_sources(question, sources)
         retrieved = time.perf_counter()
         pieces: list[str] = []
         for delta in answerer.stream(question, sources):
@@ -195,7 +209,8 @@ class Assistant:
         if not text:
             raise BackendError(f"the {backend} backend returned an empty answer")
         if is_refusal(text):
-            return Answer(question, REFUSAL, True, [], sources, backend)
+            extra = ["dropped text the backend added to the refusal sentence"] if refusal_has_extra(text) else []
+            return Answer(question, REFUSAL, True, [], sources, backend, warnings=extra)
         warnings = []
         text, removed = drop_invalid_markers(text, {s.n for s in sources})
         if removed:

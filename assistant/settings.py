@@ -22,6 +22,9 @@ ENV_VARS = {
     "top_k": "ASSISTANT_TOP_K",
     "retrieval": "ASSISTANT_RETRIEVAL",
     "llm_timeout_s": "ASSISTANT_LLM_TIMEOUT",
+    "llm_max_retries": "ASSISTANT_LLM_MAX_RETRIES",
+    "llm_context_tokens": "ASSISTANT_LLM_CONTEXT_TOKENS",
+    "llm_stream": "ASSISTANT_LLM_STREAM",
 }
 
 
@@ -45,6 +48,7 @@ class Settings:
     llm_timeout_s: float = 60.0
     llm_max_retries: int = 2
     llm_context_tokens: int = 8192
+    llm_stream: bool = True
     extra_paths: tuple[Path, ...] = field(default_factory=tuple)
 
     @classmethod
@@ -76,12 +80,18 @@ class Settings:
             raise ValueError(f"unknown retrieval mode {self.retrieval!r}; choose one of {', '.join(RETRIEVAL_MODES)}")
         if not 1 <= self.top_k <= 50:
             raise ValueError(f"top_k must be between 1 and 50, got {self.top_k}")
+        if self.llm_timeout_s <= 0 or self.llm_max_retries < 0 or self.llm_context_tokens < 256:
+            raise ValueError("llm_timeout_s must be > 0, llm_max_retries >= 0 and llm_context_tokens >= 256")
 
 
 def _coerce(type_name: Any, raw: str) -> Any:
     text = str(type_name)
     if "Path" in text and "tuple" not in text:
         return Path(raw)
+    if text.startswith("bool"):
+        if raw.strip().lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise ValueError(f"expected a yes/no value, got {raw!r}")
+        return raw.strip().lower() in ("1", "true", "yes", "on")
     if text.startswith("int"):
         return int(raw)
     if text.startswith("float"):

@@ -2,6 +2,9 @@
 
 Every answerer implements `Answerer`: `stream()` yields text pieces; the pipeline joins them,
 validates the markers and scores support, so the Answer object is the same for every backend.
+An answerer with a limited context window (the LLM backends) also has
+`fit_sources(question, sources) -> list[Source]`: the pipeline then keeps only the sources it
+returns, so markers are checked against what the model was actually shown.
 """
 
 from __future__ import annotations

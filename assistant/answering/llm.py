@@ -1,0 +1,170 @@
+"""What the LLM answerers share: the prompt (from `prompts/`), fitting the sources into the context
+window, bounded retries on rate limits, and a one-line error for every failure.
+
+A backend subclasses `ChatAnswerer` and implements `_complete(messages)`, which yields text deltas
+and turns its client's exceptions into `BackendError` (or `RateLimited`, which is retried).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from functools import lru_cache
+
+import tiktoken
+
+from ..citations import REFUSAL
+from ..errors import BackendError
+from ..models import Source
+from ..settings import Settings
+from .prompts import load_prompt, render
+
+ANSWER_TOKENS = 768          # room kept for the answer (at most a quarter of the window)
+FORMAT_TOKENS = 16           # chat-format tokens around the messages (approximate)
+MIN_SOURCE_TOKENS = 48       # a source cut shorter than this is left out instead
+SOURCE_SEPARATOR = "\n\n"
+FIRST_RETRY_DELAY_S = 0.5
+MAX_RETRY_DELAY_S = 8.0
+MAX_RETRY_AFTER_S = 30.0     # a server asking for a longer wait gets no retry
+
+Messages = list[dict[str, str]]
+
+
+class RateLimited(BackendError):
+    """The endpoint asked us to slow down (HTTP 429, or 503 while busy); worth a retry."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@lru_cache(maxsize=1)
+def _encoding() -> tiktoken.Encoding:
+    return tiktoken.get_encoding("cl100k_base")
+
+
+def count_tokens(text: str) -> int:
+    """Token count with cl100k_base: exact for OpenAI's older models, an estimate for others."""
+    return len(_encoding().encode(text, disallowed_special=()))
+
+
+def truncate_tokens(text: str, limit: int) -> str:
+    """`text` cut to about `limit` tokens at a word boundary, marked with an ellipsis."""
+    tokens = _encoding().encode(text, disallowed_special=())
+    if len(tokens) <= limit:
+        return text
+    cut = _encoding().decode(tokens[: max(limit - 3, 1)])  # room for the ellipsis
+    head, _, _ = cut.rpartition(" ")
+    return (head or cut).rstrip(" ,;:") + " …"
+
+
+def one_line(text: object, limit: int = 300) -> str:
+    """A message squeezed onto one line and shortened, for error text."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _values(question: str, sources_text: str) -> dict[str, str]:
+    refusal_rule = render(load_prompt("refusal"), refusal=REFUSAL)
+    return {"question": question, "sources": sources_text, "refusal": REFUSAL, "refusal_rule": refusal_rule}
+
+
+def source_block(source: Source) -> str:
+    """One numbered source as the model sees it (prompts/source.md)."""
+    return render(load_prompt("source"), n=source.n, title=source.title, text=source.text,
+                  paper_id=source.paper_id)
+
+
+def build_messages(question: str, sources: list[Source]) -> Messages:
+    """The system and user messages for a question and its numbered sources."""
+    values = _values(question, SOURCE_SEPARATOR.join(source_block(s) for s in sources))
+    return [{"role": "system", "content": render(load_prompt("system"), **values)},
+            {"role": "user", "content": render(load_prompt("answer"), **values)}]
+
+
+def answer_room(context_tokens: int) -> int:
+    """Tokens kept free for the answer in a window of `context_tokens`."""
+    return min(ANSWER_TOKENS, context_tokens // 4)
+
+
+def fit_sources(question: str, sources: list[Source], context_tokens: int) -> list[Source]:
+    """The leading sources that fit the window with the prompt and room for the answer; the last
+    one that fits only in part is shortened. Raises BackendError when not even one source fits."""
+    budget = context_tokens - answer_room(context_tokens) - FORMAT_TOKENS
+    used = sum(count_tokens(m["content"]) for m in build_messages(question, []))
+    fitted: list[Source] = []
+    for source in sources:
+        cost = count_tokens(source_block(source) + SOURCE_SEPARATOR)
+        if used + cost <= budget:
+            fitted.append(source)
+            used += cost
+            continue
+        room = budget - used - count_tokens(source_block(replace(source, text="")) + SOURCE_SEPARATOR)
+        if room >= MIN_SOURCE_TOKENS:
+            fitted.append(replace(source, text=truncate_tokens(source.text, room)))
+        break
+    if sources and not fitted:
+        raise BackendError(
+            f"the context window of {context_tokens} tokens (ASSISTANT_LLM_CONTEXT_TOKENS) is too small for "
+            f"the prompt ({used} tokens), one source and {answer_room(context_tokens)} tokens of answer")
+    return fitted
+
+
+def retry_delay(attempt: int, retry_after: float | None) -> float:
+    """Seconds to wait before retry number `attempt` (0-based): the server's Retry-After if it
+    gave one, else exponential backoff from FIRST_RETRY_DELAY_S, capped at MAX_RETRY_DELAY_S."""
+    if retry_after is not None:
+        return max(0.0, retry_after)
+    return min(FIRST_RETRY_DELAY_S * 2**attempt, MAX_RETRY_DELAY_S)
+
+
+class ChatAnswerer:
+    """Base of the LLM answerers: prompt, context fitting, retries, empty-answer check."""
+
+    name = "llm"
+
+    def __init__(self, settings: Settings, model: str, endpoint: str) -> None:
+        self.model = model
+        self.endpoint = endpoint
+        self.timeout_s = settings.llm_timeout_s
+        self.max_retries = max(0, settings.llm_max_retries)
+        self.context_tokens = settings.llm_context_tokens
+        self.streaming = settings.llm_stream
+
+    @property
+    def where(self) -> str:
+        """How error messages name this backend: kind, URL and model."""
+        return f"the {self.name} endpoint {self.endpoint} (model {self.model})"
+
+    def fit_sources(self, question: str, sources: list[Source]) -> list[Source]:
+        """The sources this backend will show the model (see `fit_sources`)."""
+        return fit_sources(question, sources, self.context_tokens)
+
+    def stream(self, question: str, sources: list[Source]) -> Iterator[str]:
+        """Yield the model's answer as it arrives; retries rate limits before the first delta."""
+        messages = build_messages(question, self.fit_sources(question, sources))
+        for attempt in range(self.max_retries + 1):
+            text = ""
+            try:
+                for delta in self._complete(messages):
+                    if delta:
+                        text += delta
+                        yield delta
+            except RateLimited as exc:
+                if text or attempt == self.max_retries:
+                    raise BackendError(f"{self.where} is rate-limiting requests; gave up after "
+                                       f"{attempt + 1} attempt(s): {exc}") from None
+                delay = retry_delay(attempt, exc.retry_after)
+                if delay > MAX_RETRY_AFTER_S:
+                    raise BackendError(f"{self.where} is rate-limiting requests and asks to wait "
+                                       f"{delay:.0f} s: {exc}") from None
+                time.sleep(delay)
+                continue
+            if not text.strip():
+                raise BackendError(f"{self.where} returned an empty answer")
+            return
+
+    def _complete(self, messages: Messages) -> Iterator[str]:
+        """Send the chat request and yield text deltas; implemented by each backend."""
+        raise NotImplementedError
