@@ -37,9 +37,11 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .pipeline import Assistant
+    from .pipeline import Assistant, clean_question
 
-    assistant = Assistant(_settings(args))
+    settings = _settings(args)
+    clean_question(args.question, settings.max_question_chars)  # bad input fails before any indexing
+    assistant = Assistant(settings)
     if not assistant.index_ready():
         print("Building the index (first use)...", file=sys.stderr)
         assistant.ensure_index(progress=True)

@@ -141,7 +141,7 @@ def build_index(settings: Settings, paths: Sequence[str | Path] = (), *, rebuild
             report.rebuilt_because = reason
         new_paths = [str(Path(p).resolve()) for p in paths]
         sources += [p for p in new_paths + [str(p) for p in settings.extra_paths] if p not in sources]
-        corpus = load_corpus(sources)
+        corpus = load_corpus(sources, include_bundled=settings.include_bundled)
         report.papers, report.entries = len(corpus.papers), corpus.entries
         report.duplicates_merged, report.files_read = corpus.duplicates_merged, corpus.files_read
         report.problems = corpus.problems

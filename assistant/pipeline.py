@@ -29,7 +29,7 @@ from .indexing import INCOMPLETE, IndexReport, build_index, keyword_dir, open_st
 from .keyword import KeywordIndex
 from .models import Answer, Source
 from .retrieval import Retriever
-from .settings import Settings
+from .settings import BACKENDS, MAX_TOP_K, RETRIEVAL_MODES, Settings
 from .store import IndexStore
 
 KEYWORD_CHECK_SECONDS = 5.0
@@ -41,6 +41,8 @@ def clean_question(question: Any, max_chars: int) -> str:
     """The question with control characters removed; raises InvalidQuestionError if unusable."""
     if not isinstance(question, str):
         raise InvalidQuestionError("the question must be text")
+    if len(question) > 4 * max_chars:  # refuse huge input before looking at every character
+        raise InvalidQuestionError(f"the question is {len(question)} characters long; the limit is {max_chars}")
     cleaned = "".join(ch if ch in "\n\t" or unicodedata.category(ch)[0] != "C" else " " for ch in question)
     cleaned = " ".join(cleaned.split())
     if not cleaned:
@@ -50,6 +52,16 @@ def clean_question(question: Any, max_chars: int) -> str:
     if not any(ch.isalnum() for ch in cleaned):
         raise InvalidQuestionError("the question has no words in it")
     return cleaned
+
+
+def check_options(backend: Any, top_k: Any, retrieval: Any) -> None:
+    """Raise InvalidQuestionError for a per-question option that cannot work (None = the default)."""
+    if backend is not None and backend not in BACKENDS:
+        raise InvalidQuestionError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if top_k is not None and (type(top_k) is not int or not 1 <= top_k <= MAX_TOP_K):
+        raise InvalidQuestionError(f"top_k must be a whole number from 1 to {MAX_TOP_K}, got {top_k!r}")
+    if retrieval is not None and retrieval not in RETRIEVAL_MODES:
+        raise InvalidQuestionError(f"unknown retrieval mode {retrieval!r}; choose one of {', '.join(RETRIEVAL_MODES)}")
 
 
 def configured_backends(settings: Settings, env: dict[str, str] | None = None) -> list[str]:
@@ -183,9 +195,8 @@ class Assistant:
         """Yield text deltas as the answerer produces them, then the final, validated Answer."""
         started = time.perf_counter()
         question = clean_question(question, self.settings.max_question_chars)
+        check_options(backend, top_k, retrieval)
         name = backend or self.settings.backend
-        if name not in ("extractive", "openai", "ollama", "auto"):
-            raise InvalidQuestionError(f"unknown backend {name!r}")
         answerer = self.answerer(name)
         sources = self.retrieve(question, top_k, retrieval)
         fit_sources = getattr(answerer, "fit_sources", None)

@@ -9,6 +9,7 @@ from typing import Any
 
 BACKENDS = ("extractive", "openai", "ollama", "auto")
 RETRIEVAL_MODES = ("hybrid", "dense", "bm25")
+MAX_TOP_K = 50
 
 #: Environment variable for each setting that has one.
 ENV_VARS = {
@@ -25,6 +26,7 @@ ENV_VARS = {
     "llm_max_retries": "ASSISTANT_LLM_MAX_RETRIES",
     "llm_context_tokens": "ASSISTANT_LLM_CONTEXT_TOKENS",
     "llm_stream": "ASSISTANT_LLM_STREAM",
+    "include_bundled": "ASSISTANT_INCLUDE_BUNDLED",
 }
 
 
@@ -50,6 +52,7 @@ class Settings:
     llm_context_tokens: int = 8192
     llm_stream: bool = True
     extra_paths: tuple[Path, ...] = field(default_factory=tuple)
+    include_bundled: bool = True  # index the bundled pages; off = only your own files
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -78,8 +81,8 @@ class Settings:
             raise ValueError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.retrieval not in RETRIEVAL_MODES:
             raise ValueError(f"unknown retrieval mode {self.retrieval!r}; choose one of {', '.join(RETRIEVAL_MODES)}")
-        if not 1 <= self.top_k <= 50:
-            raise ValueError(f"top_k must be between 1 and 50, got {self.top_k}")
+        if not 1 <= self.top_k <= MAX_TOP_K:
+            raise ValueError(f"top_k must be between 1 and {MAX_TOP_K}, got {self.top_k}")
         if self.llm_timeout_s <= 0 or self.llm_max_retries < 0 or self.llm_context_tokens < 256:
             raise ValueError("llm_timeout_s must be > 0, llm_max_retries >= 0 and llm_context_tokens >= 256")
 
