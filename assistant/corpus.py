@@ -7,9 +7,11 @@ Every problem in an input (bad encoding, a broken line, a truncated page) become
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import unicodedata
@@ -19,16 +21,20 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import CorpusError
 from .models import Paper
 
 PAGE_SUFFIXES = {".txt", ".md", ".page"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 CSV_SUFFIXES = {".csv"}
 SUPPORTED_SUFFIXES = PAGE_SUFFIXES | JSONL_SUFFIXES | CSV_SUFFIXES
-MAX_FILE_BYTES = 200 * 1024 * 1024
+MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_TITLE_CHARS = 400
 MAX_ABSTRACT_CHARS = 20_000
+MAX_FIELD_CHARS = 1000
+#: Extra JSONL/CSV fields kept as metadata: a plain name, not one the index uses itself.
+_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+_RESERVED_FIELDS = {"paper_id", "position", "content_hash", "pages", "document_id", "doc_id", "ref_doc_id"}
+_INT64 = 2**63
 
 _BOILERPLATE = {
     "new", "get trending papers in your email inbox!", "subscribe", "daily papers",
@@ -39,6 +45,7 @@ _META_BLOCK = re.compile(r"^\s*•\s*(\d+)\s+authors?\s*\n\s*·\s*\n\s*(.+?)\s*$
 _META_DATE = re.compile(r"^([A-Z][a-z]{2} \d{1,2}(?:, \d{4})?)(?:\s+(\d+))?$")
 _URL = re.compile(r"https?://[^\s<>\"'){}\]]+")
 _BLOCK = re.compile(r"(?:[^\n]*\S[^\n]*(?:\n|$))+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 @dataclass
@@ -90,7 +97,11 @@ def load_corpus(paths: Iterable[str | Path] | None = None, *, include_bundled: b
     for path in inputs:
         for file in _expand(path, result.problems):
             result.files_read += 1
-            for paper in _read_file(file, result.problems):
+            known_problems = len(result.problems)
+            papers = _read_file(file, result.problems)
+            if not papers and len(result.problems) == known_problems:
+                result.problems.append(ParseProblem(str(file), "", "no papers found (empty file?)"))
+            for paper in papers:
                 result.entries += 1
                 key = normalize_title(paper.title)
                 if key in by_key:
@@ -110,18 +121,31 @@ def _merge(kept: Paper, dup: Paper) -> None:
         kept.metadata.setdefault(key, value)
 
 
+def is_indexable(path: str | Path) -> bool:
+    """Whether `path` is a folder or a file of a supported type (worth remembering as a source)."""
+    path = Path(path)
+    return path.is_dir() or (path.is_file() and path.suffix.lower() in SUPPORTED_SUFFIXES)
+
+
 def _expand(path: Path, problems: list[ParseProblem]) -> Iterator[Path]:
-    """Yield the supported files under `path`, reporting what cannot be read."""
-    if not path.exists():
-        if path.is_symlink():
-            problems.append(ParseProblem(str(path), "", "broken symbolic link; skipped"))
-            return
-        raise CorpusError(f"{path}: no such file or folder")
+    """Yield the supported files under `path`, reporting (and skipping) what cannot be read."""
+    try:
+        path.stat()
+    except OSError as exc:
+        why = {errno.ENOENT: "no such file or folder", errno.ELOOP: "symbolic link loop"}.get(exc.errno)
+        if exc.errno == errno.ENOENT and path.is_symlink():
+            why = "broken symbolic link"
+        problems.append(ParseProblem(str(path), "", f"{why or exc.strerror or exc}; skipped"))
+        return
     if path.is_file():
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            raise CorpusError(f"{path}: unsupported file type {path.suffix or '(none)'}; "
-                              f"use {', '.join(sorted(SUPPORTED_SUFFIXES))}")
+            problems.append(ParseProblem(str(path), "", f"unsupported file type {path.suffix or '(none)'}; "
+                                         f"use {', '.join(sorted(SUPPORTED_SUFFIXES))}; skipped"))
+            return
         yield path
+        return
+    if not path.is_dir():
+        problems.append(ParseProblem(str(path), "", "not a regular file or folder; skipped"))
         return
     seen: set[str] = set()
     found = 0
@@ -143,15 +167,19 @@ def _expand(path: Path, problems: list[ParseProblem]) -> Iterator[Path]:
             found += 1
             yield file
     if not found:
-        problems.append(ParseProblem(str(path), "", "folder holds no .txt, .md, .jsonl or .csv files"))
+        problems.append(ParseProblem(str(path), "", "folder holds no "
+                                     f"{', '.join(sorted(SUPPORTED_SUFFIXES))} files"))
 
 
 def _read_text(path: Path, problems: list[ParseProblem]) -> str | None:
     try:
+        if not path.is_file():  # a pipe or a device would block or never end
+            problems.append(ParseProblem(str(path), "", "not a regular file; skipped"))
+            return None
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             problems.append(ParseProblem(str(path), "", f"file is {size / 2**20:.0f} MiB, over the "
-                                         f"{MAX_FILE_BYTES // 2**20} MiB limit; skipped"))
+                                         f"{MAX_FILE_BYTES // 2**20} MiB limit; split it into smaller files; skipped"))
             return None
         data = path.read_bytes()
     except OSError as exc:
@@ -161,6 +189,10 @@ def _read_text(path: Path, problems: list[ParseProblem]) -> str | None:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
+        if exc.end == len(data) and exc.reason == "unexpected end of data":
+            problems.append(ParseProblem(str(path), f"{line}", "file ends inside a character (truncated?); "
+                                         "the broken character was dropped"))
+            return data[: exc.start].decode("utf-8-sig")
         problems.append(ParseProblem(str(path), f"{line}", f"not UTF-8 (byte {exc.start}); "
                                      "read as Latin-1, check the text"))
         return data.decode("latin-1")
@@ -238,16 +270,26 @@ def _page_metadata(meta: re.Match[str]) -> dict[str, Any]:
 
 
 def _make_paper(title: str, abstract: str, metadata: dict[str, Any], provenance: str) -> Paper:
+    title, abstract = _plain_text(title), _plain_text(abstract)
     links = [u.rstrip(".,;:}") for u in _URL.findall(abstract)]
     if links:
         metadata = {**metadata, "links": links}
     return Paper(paper_id_for(title), title, abstract[:MAX_ABSTRACT_CHARS], metadata, [provenance])
 
 
+def _plain_text(text: str) -> str:
+    """Text on one line: control characters (terminal escapes included) and runs of space removed."""
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
 def _record_to_paper(record: dict[str, Any], source: str, where: str,
                      problems: list[ParseProblem]) -> Paper | None:
-    title = " ".join(str(record.get("title") or "").split())
-    abstract = " ".join(str(record.get("abstract") or "").split())
+    fields = {k: record.get(k) for k in ("title", "abstract")}
+    not_text = [k for k, v in fields.items() if v is not None and not isinstance(v, str)]
+    if not_text:
+        problems.append(ParseProblem(source, where, f"{' and '.join(not_text)} must be text; skipped"))
+        return None
+    title, abstract = (_plain_text(fields[k] or "") for k in ("title", "abstract"))
     missing = [k for k, v in (("title", title), ("abstract", abstract)) if not v]
     if missing:
         problems.append(ParseProblem(source, where, f"missing {' and '.join(missing)}; skipped"))
@@ -255,15 +297,38 @@ def _record_to_paper(record: dict[str, Any], source: str, where: str,
     if len(title) > MAX_TITLE_CHARS:
         problems.append(ParseProblem(source, where, f"title longer than {MAX_TITLE_CHARS} characters; skipped"))
         return None
-    metadata = {k: v for k, v in record.items()
-                if k not in ("title", "abstract") and _is_plain(v) and v not in (None, "")}
+    metadata: dict[str, Any] = {}
+    ignored = []
+    for key, value in record.items():
+        if key in ("title", "abstract") or value in (None, ""):
+            continue
+        plain = _plain_value(value)
+        if plain == "":
+            continue
+        if plain is None or not _FIELD_NAME.match(str(key)) or key in _RESERVED_FIELDS:
+            ignored.append(repr(key))
+        else:
+            metadata[key] = plain
+    if ignored:
+        problems.append(ParseProblem(source, where, f"field(s) {', '.join(ignored)} ignored: names must be plain "
+                                     "words and values text, numbers or lists of them"))
     return _make_paper(title, abstract, metadata, f"{_label(source)}:{where}")
 
 
-def _is_plain(value: Any) -> bool:
-    if isinstance(value, (str, int, float, bool)):
-        return True
-    return isinstance(value, list) and all(isinstance(v, (str, int, float, bool)) for v in value)
+def _plain_value(value: Any) -> Any:
+    """A field value the index can store (short text, bool, int64, finite float, list of them), or None."""
+    if isinstance(value, list):
+        items = [_plain_value(v) for v in value]
+        return items if items and all(v is not None and not isinstance(v, list) for v in items) else None
+    if isinstance(value, str):
+        return _plain_text(value)[:MAX_FIELD_CHARS]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if -_INT64 <= value < _INT64 else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return None
 
 
 def parse_jsonl(text: str, source: str, problems: list[ParseProblem]) -> list[Paper]:
