@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from .chunking import chunk_papers, chunking_id
-from .corpus import ParseProblem, load_corpus
+from .corpus import ParseProblem, is_indexable, load_corpus
 from .embedding import EMBEDDER_ID, MiniLMEncoder
-from .errors import IndexProblemError
+from .errors import CorpusError, IndexProblemError
 from .keyword import KeywordIndex
 from .models import Chunk, Paper
+from .repair import half_deleted, remove_index_files
 from .settings import Settings
 from .store import IndexStore
 
@@ -71,6 +72,9 @@ def expected_tags(settings: Settings) -> dict[str, str]:
 
 def open_store(settings: Settings) -> IndexStore:
     """The configured store (embedded or server) expecting our embedder and chunking."""
+    if not settings.chroma_url and (damage := half_deleted(Path(settings.index_dir))):
+        raise IndexProblemError(f"the index in {settings.index_dir} is damaged ({damage}). "
+                                "Rebuild it with `assistant index --rebuild`.")
     return IndexStore(settings.index_dir, settings.chroma_url, settings.collection, expected_tags(settings))
 
 
@@ -131,20 +135,35 @@ def build_index(settings: Settings, paths: Sequence[str | Path] = (), *, rebuild
     lock = index_lock(settings) if not settings.chroma_url else _no_lock()
     with lock:
         started = time.perf_counter()
-        store = open_store(settings)
-        reason = "--rebuild was given" if rebuild else (store.mismatch() if store.exists() else None)
-        sources = [] if rebuild else _remembered_sources(store)
-        if reason:
-            if progress:
-                print(f"Rebuilding the index at {store.location}: {reason}.", file=sys.stderr)
-            store.reset()
-            report.rebuilt_because = reason
+        if rebuild:
+            store, sources = _emptied_store(settings, progress)
+            reason: str | None = "--rebuild was given"
+        else:
+            store = open_store(settings)
+            reason = store.mismatch() if store.exists() else None
+            if not reason:
+                store.check()  # a damaged index is not patched up: it needs --rebuild
+            sources = _remembered_sources(store)
+        remembered = list(sources)
         new_paths = [str(Path(p).resolve()) for p in paths]
         sources += [p for p in new_paths + [str(p) for p in settings.extra_paths] if p not in sources]
         corpus = load_corpus(sources, include_bundled=settings.include_bundled)
         report.papers, report.entries = len(corpus.papers), corpus.entries
         report.duplicates_merged, report.files_read = corpus.duplicates_merged, corpus.files_read
         report.problems = corpus.problems
+        report.problems += [ParseProblem(p, "", "added by an earlier run but gone now: forgotten, its papers "
+                                         "leave the index") for p in remembered if not is_indexable(p)]
+        sources = [p for p in sources if is_indexable(p)]
+        if not corpus.papers:
+            why = (f"{len(corpus.problems)} input problem(s), the first: {corpus.problems[0]}" if corpus.problems
+                   else "ASSISTANT_INCLUDE_BUNDLED is off and no files were given (assistant index PATH)")
+            raise CorpusError(f"no papers to index; the index is {'empty' if rebuild else 'unchanged'}: {why}")
+        if reason:
+            if progress:
+                print(f"Rebuilding the index at {store.location}: {reason}.", file=sys.stderr)
+            if not rebuild:
+                store.reset()
+            report.rebuilt_because = reason
         chunks = chunk_papers(corpus.papers, settings.chunk_size, settings.chunk_overlap)
         report.chunks = len(chunks)
         report.seconds["parse+chunk"] = time.perf_counter() - started
@@ -171,6 +190,26 @@ def build_index(settings: Settings, paths: Sequence[str | Path] = (), *, rebuild
             report.seconds["keyword"] = time.perf_counter() - t
         report.seconds["total"] = time.perf_counter() - started
     return report
+
+
+def _emptied_store(settings: Settings, progress: bool) -> tuple[IndexStore, list[str]]:
+    """For --rebuild: the store with its collection dropped, and the sources it remembered.
+    An embedded index too damaged to open or drop has its files removed and starts afresh."""
+    sources: list[str] = []
+    try:
+        store = open_store(settings)
+        sources = _remembered_sources(store) if store.exists() else []
+        store.reset()
+        return store, sources
+    except IndexProblemError as exc:
+        if settings.chroma_url:
+            raise
+        removed = remove_index_files(Path(settings.index_dir))
+        if progress:
+            lost = "" if sources else "; give the files you had added with `assistant index PATH` again"
+            print(f"Could not open the index ({exc})\nRemoved {', '.join(removed) or 'nothing'} from "
+                  f"{settings.index_dir} and starting afresh{lost}.", file=sys.stderr)
+        return open_store(settings), sources
 
 
 @contextmanager

@@ -97,8 +97,10 @@ class Assistant:
             return self._store
 
     def index_ready(self) -> bool:
-        """Whether a complete index built with our embedder and chunking exists."""
+        """Whether a complete index built with our embedder and chunking exists (raises
+        IndexProblemError when the index is damaged)."""
         store = self.store
+        store.check()
         return (store.exists() and store.count() > 0 and store.mismatch() is None
                 and store.fingerprint() not in ("", INCOMPLETE))
 

@@ -1,8 +1,10 @@
 """The Chroma store of chunk vectors: embedded (PersistentClient) or a Chroma server (HttpClient).
 
-The collection's metadata records the embedder and chunking settings; `IndexStore.check()`
+The collection's metadata records the embedder and chunking settings; `IndexStore.mismatch()`
 tells when the stored vectors were made with other ones, so they are never mixed.
 We always pass our own embeddings: Chroma's default embedding function would download a model.
+Every call to Chroma goes through `_Guarded`, so a broken index or an unreachable server is an
+`IndexProblemError` with a hint, and in server mode the next call reconnects.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 from . import offline  # noqa: F401
-from .errors import IndexProblemError
+from .errors import AssistantError, IndexProblemError
 from .models import Chunk
+from .repair import forget_open_store
 
 SCHEMA_VERSION = 1
 _WRITE_BATCH = 1000
+HEALTH_SAMPLE = 64  # stored vectors read back when a store is first opened
 
 
 @dataclass
@@ -49,6 +53,7 @@ def _client(index_dir: Path, chroma_url: str | None) -> Any:
     try:
         return chromadb.PersistentClient(path=str(index_dir), settings=chroma_settings)
     except Exception as exc:
+        forget_open_store(index_dir)  # else Chroma hands the broken client out again
         raise IndexProblemError(
             f"the index in {index_dir} cannot be opened ({type(exc).__name__}: {exc}); it may be "
             f"corrupted. Rebuild it with `assistant index --rebuild` (or delete {index_dir})."
@@ -66,6 +71,7 @@ class IndexStore:
         self.expected = dict(expected)
         self._client = _client(self.index_dir, chroma_url)
         self._collection: Any = None
+        self._checked = False
 
     @property
     def location(self) -> str:
@@ -77,25 +83,40 @@ class IndexStore:
         try:
             return self.name in [getattr(c, "name", c) for c in self._client.list_collections()]
         except Exception as exc:
-            raise self._corrupt(exc) from exc
+            raise self._problem(exc) from exc
 
-    def _corrupt(self, exc: Exception) -> IndexProblemError:
-        return IndexProblemError(
-            f"the index at {self.location} cannot be read ({type(exc).__name__}: {exc}). "
-            f"Rebuild it with `assistant index --rebuild`."
-        )
+    def _problem(self, exc: Exception) -> IndexProblemError:
+        """The user-facing error for a failed Chroma call."""
+        what = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        if self.chroma_url:
+            self._collection = None  # fetch the collection anew on the next call
+            return IndexProblemError(f"the Chroma server at {self.chroma_url} failed ({what}); check that it "
+                                     "is running; the next question tries again")
+        return IndexProblemError(f"the index at {self.location} cannot be read ({what}); it may be corrupted. "
+                                 "Rebuild it with `assistant index --rebuild`.")
+
+    def check(self) -> None:
+        """Read a sample of stored vectors back, once per store: a deleted or damaged vector
+        segment (which Chroma notices only on some reads) becomes an IndexProblemError now."""
+        if self._checked or not self.exists():
+            return
+        ids = self.collection.get(limit=HEALTH_SAMPLE, include=[])["ids"]
+        got = self.collection.get(ids=ids, include=["embeddings"]) if ids else {"ids": []}
+        if len(got["ids"]) != len(ids):
+            raise self._problem(LookupError(f"{len(ids) - len(got['ids'])} of {len(ids)} sampled vectors missing"))
+        self._checked = True
 
     @property
     def collection(self) -> Any:
         """The Chroma collection, created (with our tags) if missing."""
         if self._collection is None:
             try:
-                self._collection = self._client.get_or_create_collection(
+                self._collection = _Guarded(self._client.get_or_create_collection(
                     self.name, configuration={"hnsw": {"space": "cosine"}},
                     metadata={"schema": SCHEMA_VERSION, **self.expected},
-                )
+                ), self._problem)
             except Exception as exc:
-                raise self._corrupt(exc) from exc
+                raise self._problem(exc) from exc
         return self._collection
 
     def mismatch(self) -> str | None:
@@ -117,15 +138,15 @@ class IndexStore:
 
     def count(self) -> int:
         """Number of chunks stored."""
-        try:
-            return self.collection.count()
-        except Exception as exc:
-            raise self._corrupt(exc) from exc
+        return self.collection.count()
 
     def reset(self) -> None:
         """Drop the collection and create it anew with the expected tags."""
         if self.exists():
-            self._client.delete_collection(self.name)
+            try:
+                self._client.delete_collection(self.name)
+            except Exception as exc:
+                raise self._problem(exc) from exc
         self._collection = None
         _ = self.collection
 
@@ -185,11 +206,8 @@ class IndexStore:
         """The k nearest chunks by cosine similarity."""
         if k <= 0:
             return []
-        try:
-            got = self.collection.query(query_embeddings=[embedding], n_results=k,
-                                        include=["metadatas", "documents", "distances"])
-        except Exception as exc:
-            raise IndexProblemError(f"vector search failed on the index at {self.location}: {exc}") from exc
+        got = self.collection.query(query_embeddings=[embedding], n_results=k,
+                                    include=["metadatas", "documents", "distances"])
         hits = []
         for chunk_id, meta, doc, dist in zip(got["ids"][0], got["metadatas"][0], got["documents"][0],
                                              got["distances"][0]):
@@ -197,3 +215,26 @@ class IndexStore:
             hits.append(DenseHit(chunk_id, meta.get("paper_id", ""), meta.get("title", ""), doc or "",
                                  1.0 - float(dist)))
         return hits
+
+
+class _Guarded:
+    """A Chroma collection whose method calls raise IndexProblemError instead of Chroma's or the
+    network's own exceptions (attributes such as `metadata` pass through unchanged)."""
+
+    def __init__(self, collection: Any, problem: Any) -> None:
+        self._inner = collection
+        self._problem = problem
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._inner, name)
+        if not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return value(*args, **kwargs)
+            except AssistantError:
+                raise
+            except Exception as exc:
+                raise self._problem(exc) from exc
+        return call
