@@ -21,6 +21,7 @@ from .repair import forget_open_store
 
 SCHEMA_VERSION = 1
 _WRITE_BATCH = 1000
+SERVER_TIMEOUT_S = 30.0  # per request to a Chroma server; Chroma's own client never times out
 HEALTH_SAMPLE = 64  # stored vectors read back when a store is first opened
 
 
@@ -45,6 +46,7 @@ def _client(index_dir: Path, chroma_url: str | None) -> Any:
         try:
             client = chromadb.HttpClient(host=url.hostname or "127.0.0.1", port=url.port or 8000,
                                          ssl=url.scheme == "https", settings=chroma_settings)
+            _set_timeout(client, SERVER_TIMEOUT_S)
             client.heartbeat()
         except Exception as exc:  # chromadb raises several types for an unreachable server
             raise IndexProblemError(f"cannot reach the Chroma server at {chroma_url}: {exc}") from exc
@@ -58,6 +60,15 @@ def _client(index_dir: Path, chroma_url: str | None) -> Any:
             f"the index in {index_dir} cannot be opened ({type(exc).__name__}: {exc}); it may be "
             f"corrupted. Rebuild it with `assistant index --rebuild` (or delete {index_dir})."
         ) from exc
+
+
+def _set_timeout(client: Any, seconds: float) -> None:
+    """Give the Chroma HTTP client a timeout, so a hung server is an error rather than a hang."""
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(seconds, connect=min(seconds, 5.0))
 
 
 class IndexStore:
