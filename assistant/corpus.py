@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import stat
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -173,10 +174,11 @@ def _expand(path: Path, problems: list[ParseProblem]) -> Iterator[Path]:
 
 def _read_text(path: Path, problems: list[ParseProblem]) -> str | None:
     try:
-        if not path.is_file():  # a pipe or a device would block or never end
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a pipe or a device would block or never end
             problems.append(ParseProblem(str(path), "", "not a regular file; skipped"))
             return None
-        size = path.stat().st_size
+        size = info.st_size
         if size > MAX_FILE_BYTES:
             problems.append(ParseProblem(str(path), "", f"file is {size / 2**20:.0f} MiB, over the "
                                          f"{MAX_FILE_BYTES // 2**20} MiB limit; split it into smaller files; skipped"))
