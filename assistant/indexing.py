@@ -176,12 +176,12 @@ def build_index(settings: Settings, paths: Sequence[str | Path] = (), *, rebuild
         fingerprint = _fingerprint(chunks)
         if todo or stale or store.fingerprint() != fingerprint:
             store.set_fingerprint(INCOMPLETE)
+            _save_sources(store, sources)  # first, so that a run after a crash knows what to finish
             t = time.perf_counter()
             _embed_and_store(store, todo, {p.paper_id: _flat_metadata(p) for p in corpus.papers},
                              encoder or MiniLMEncoder(), progress)
             report.seconds["embed+store"] = time.perf_counter() - t
             store.delete(stale)
-            _save_sources(store, sources)
             store.set_fingerprint(fingerprint)
         kw = keyword_dir(settings)
         if KeywordIndex.load(kw, fingerprint) is None:
