@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from .errors import AssistantError, CorpusError, InvalidQuestionError
 from .settings import BACKENDS, RETRIEVAL_MODES, Settings
 
 EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_PARTIAL = 1, 2, 3
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -49,14 +51,20 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
         return 0
-    print(result.text)
+    print(terminal_safe(result.text))
     if result.citations:
         print()
         for c in result.citations:
-            print(f"[{c.n}] {c.title}")
+            print(terminal_safe(f"[{c.n}] {c.title}"))
     for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(terminal_safe(f"warning: {warning}"), file=sys.stderr)
     return 0
+
+
+def terminal_safe(text: str) -> str:
+    """Text without control characters other than newline and tab: an answer (or an LLM's reply)
+    must not be able to send escape sequences to the user's terminal."""
+    return _CONTROL.sub("", text)
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
