@@ -80,6 +80,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return run_cli(args, _settings(args))
 
 
+def _print_error(exc: Exception) -> None:
+    """The one line on stderr for a failed command."""
+    print(terminal_safe("error: " + " ".join(str(exc).split())), file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="assistant", description="Cited answers over research-paper abstracts.")
@@ -128,10 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (InvalidQuestionError, CorpusError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _print_error(exc)
         return EXIT_BAD_INPUT
     except AssistantError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _print_error(exc)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
