@@ -60,7 +60,7 @@ class Received:
 class FakeLLMServer:
     """A threaded HTTP server speaking the `openai` or `ollama` protocol with scripted replies."""
 
-    def __init__(self, protocol: str) -> None:
+    def __init__(self, protocol: str, port: int = 0) -> None:
         if protocol not in ("openai", "ollama"):
             raise ValueError(f"unknown protocol {protocol!r}")
         self.protocol = protocol
@@ -69,7 +69,7 @@ class FakeLLMServer:
         self._replies: list[Reply] = [Reply("Fine [1].")]
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._httpd = _QuietServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd = _QuietServer(("127.0.0.1", port), _handler_for(self))
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
 
     @property

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 import tiktoken
 
@@ -126,7 +127,10 @@ class ChatAnswerer:
 
     def __init__(self, settings: Settings, model: str, endpoint: str) -> None:
         self.model = model
-        self.endpoint = endpoint
+        url = urlsplit(endpoint)
+        self.endpoint = url._replace(netloc=url.netloc.rpartition("@")[2]).geturl()  # shown in messages
+        #: Never shown: an API key (added by the backend) and any password in the URL.
+        self.secrets = [s for s in (url.password,) if s]
         self.timeout_s = settings.llm_timeout_s
         self.max_retries = max(0, settings.llm_max_retries)
         self.context_tokens = settings.llm_context_tokens
@@ -147,7 +151,7 @@ class ChatAnswerer:
         for attempt in range(self.max_retries + 1):
             text = ""
             try:
-                for delta in self._complete(messages):
+                for delta in self._redacted(messages):
                     if delta:
                         text += delta
                         yield delta
@@ -164,6 +168,19 @@ class ChatAnswerer:
             if not text.strip():
                 raise BackendError(f"{self.where} returned an empty answer")
             return
+
+    def _redacted(self, messages: Messages) -> Iterator[str]:
+        """`_complete`, with the secrets cut out of its errors (a server may echo the key back)."""
+        try:
+            yield from self._complete(messages)
+        except BackendError as exc:
+            message = str(exc)
+            for secret in self.secrets:
+                message = message.replace(secret, "[redacted]")
+            if message == str(exc):
+                raise
+            exc.args = (message,)
+            raise exc from None  # the client's own exception would still carry the secret
 
     def _complete(self, messages: Messages) -> Iterator[str]:
         """Send the chat request and yield text deltas; implemented by each backend."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import closing
 
@@ -24,6 +25,8 @@ class OllamaAnswerer(ChatAnswerer):
         host = settings.ollama_host or OLLAMA_URL
         super().__init__(settings, settings.ollama_model, host)
         self.client = ollama.Client(host=host, timeout=self.timeout_s)
+        if key := os.environ.get("OLLAMA_API_KEY"):  # the client sends it as a bearer token
+            self.secrets.append(key)
         # Ollama's default window is small and it cuts prompts silently: ask for ours.
         self.options = {"num_ctx": self.context_tokens, "temperature": 0}
 

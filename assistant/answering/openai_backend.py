@@ -31,6 +31,8 @@ class OpenAIAnswerer(ChatAnswerer):
                 raise BackendError("the openai backend needs OPENAI_API_KEY (for api.openai.com) or "
                                    "OPENAI_BASE_URL (for an OpenAI-compatible server)")
             api_key = "unused"  # local servers ignore it, but the client requires one
+        else:
+            self.secrets.append(api_key)
         # Retries are ours (see ChatAnswerer.stream), so that both backends behave alike.
         self.client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=self.timeout_s, max_retries=0)
 
