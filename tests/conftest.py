@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant import Assistant, Settings
+from assistant import Assistant, Paper, Settings
+from assistant.corpus import load_corpus
 from assistant.indexing import IndexReport, build_index
 
 
@@ -32,3 +33,9 @@ def first_build(settings: Settings) -> IndexReport:
 def assistant(settings: Settings, first_build: IndexReport) -> Assistant:
     """A long-lived Assistant over the session index."""
     return Assistant(settings)
+
+
+@pytest.fixture(scope="session")
+def bundled_papers() -> list[Paper]:
+    """The bundled corpus, parsed once: real papers for tests that index small files of their own."""
+    return load_corpus().papers

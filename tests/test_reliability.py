@@ -1,0 +1,202 @@
+"""Reliability at the question end: unusable questions are clear errors in the API and the CLI,
+LLM endpoint faults are one-line errors after which the same Assistant answers again, API keys
+never reach output, logs or files, and the chat listens on loopback unless told otherwise."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fake_llm_servers import FakeLLMServer, Reply
+
+from assistant import Assistant, BackendError, InvalidQuestionError, Settings, cli
+from assistant.citations import REFUSAL
+
+ROOT = Path(__file__).resolve().parents[1]
+QUESTION = "How does ShadowKV cut KV-cache memory?"
+
+UNUSABLE = {
+    "empty": "",
+    "whitespace": " \n\t \r ",
+    "100 kB": "why " * 25_000,
+    "control characters": "\x00\x01\x02\x1b\x7f\x9b",
+    "only punctuation": "?!.,;:-…",
+    "only emoji": "🙂 🙂",
+    "zero-width": "\u200b\ufeff\u200b",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def shadowkv(answer: object) -> bool:
+    return any("ShadowKV" in c.title for c in answer.citations)  # type: ignore[attr-defined]
+
+
+# -- questions through the API --------------------------------------------------------------------
+@pytest.mark.parametrize("question", [*UNUSABLE.values(), None, b"What is ShadowKV?", 42],
+                         ids=[*UNUSABLE, "None", "bytes", "int"])
+def test_unusable_question_is_a_clear_error(assistant: Assistant, question: object) -> None:
+    with pytest.raises(InvalidQuestionError) as exc:
+        assistant.answer(question)  # type: ignore[arg-type]
+    assert isinstance(exc.value, ValueError)
+    assert str(exc.value).startswith("the question") and "\n" not in str(exc.value)
+
+
+def test_the_length_limit_is_named_and_applies_to_the_cleaned_text(assistant: Assistant) -> None:
+    limit = assistant.settings.max_question_chars
+    with pytest.raises(InvalidQuestionError, match=f"the limit is {limit}"):
+        assistant.answer("a" * (limit + 1))
+    assert shadowkv(assistant.answer(QUESTION + " " * (2 * limit)))  # padding is not content
+
+
+@pytest.mark.parametrize("question", ["ShadowKVはKVキャッシュのメモリをどう減らすのか?",
+                                      "¿Cómo reduce ShadowKV la memoria de la caché KV?",
+                                      "Что такое пингвин?"])
+def test_non_english_question_gets_an_answer_or_a_refusal(assistant: Assistant, question: str) -> None:
+    answer = assistant.answer(question)
+    assert answer.refused or answer.citations
+    if answer.refused:
+        assert answer.text == REFUSAL and not answer.citations
+
+
+def test_control_characters_around_a_real_question_are_dropped(assistant: Assistant) -> None:
+    answer = assistant.answer("\x00How does\x07 ShadowKV\tcut KV-cache\r\nmemory?\x7f")
+    assert answer.question == QUESTION and shadowkv(answer)
+
+
+@pytest.mark.parametrize("options", [{"top_k": 0}, {"top_k": -1}, {"top_k": 51}, {"top_k": "5"},
+                                     {"top_k": 2.5}, {"top_k": True}, {"retrieval": "fuzzy"},
+                                     {"backend": "gpt-9"}], ids=str)
+def test_bad_per_question_option_is_a_clear_error(assistant: Assistant, options: dict) -> None:
+    with pytest.raises(InvalidQuestionError) as exc:
+        assistant.answer(QUESTION, **options)
+    assert str(next(iter(options.values()))) in str(exc.value)
+
+
+# -- questions through the CLI --------------------------------------------------------------------
+@pytest.fixture
+def ask(index_dir: Path, first_build: object, capsys: pytest.CaptureFixture[str]) -> Callable:
+    """`assistant ask ...` in this process over the session index: (exit status, stdout, stderr)."""
+    def run(*args: str) -> tuple[int, str, str]:
+        code = cli.main(["ask", *args, "--index-dir", str(index_dir)])
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run
+
+
+@pytest.mark.parametrize("question", list(UNUSABLE.values()), ids=list(UNUSABLE))
+def test_cli_unusable_question_exits_2_with_one_line(ask: Callable, question: str) -> None:
+    code, out, err = ask(question)
+    assert code == cli.EXIT_BAD_INPUT and out == ""
+    assert err.startswith("error: the question") and err.count("\n") == 1, err
+
+
+def test_cli_non_english_question_is_a_refusal_with_exit_0(ask: Callable) -> None:
+    code, out, err = ask("Что такое пингвин?")
+    assert (code, out.strip(), err) == (0, REFUSAL, "")
+
+
+def test_cli_bad_top_k_exits_2(ask: Callable) -> None:
+    code, out, err = ask(QUESTION, "--top-k", "0")
+    assert code == cli.EXIT_BAD_INPUT and out == "" and "top_k" in err and err.count("\n") == 1
+
+
+def test_cli_undecodable_bytes_fail_before_any_index_is_built(tmp_path: Path) -> None:
+    index = tmp_path / "never-built"
+    done = subprocess.run([sys.executable, "-m", "assistant", "ask", b"\xff\xfe?\xc3"], capture_output=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "ASSISTANT_INDEX_DIR": str(index)},
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == cli.EXIT_BAD_INPUT and done.stdout == b""
+    assert done.stderr == b"error: the question has no words in it\n"
+    assert not index.exists()
+
+
+# -- LLM endpoint faults --------------------------------------------------------------------------
+def llm_settings(protocol: str, url: str) -> dict[str, object]:
+    if protocol == "openai":
+        return {"backend": "openai", "openai_base_url": url + "/v1", "openai_model": "test-model"}
+    return {"backend": "ollama", "ollama_host": url, "ollama_model": "test-model"}
+
+
+@pytest.mark.parametrize("protocol", ["openai", "ollama"])
+def test_llm_faults_are_one_line_errors_and_the_same_assistant_recovers(
+        settings: Settings, first_build: object, protocol: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    port = free_port()
+    llm = Assistant(settings.with_(**llm_settings(protocol, f"http://127.0.0.1:{port}"),
+                                   llm_timeout_s=1.0, llm_max_retries=0))
+    first = llm.retrieve(QUESTION)[0]
+
+    def fails(*words: str) -> None:
+        with pytest.raises(BackendError) as exc:
+            llm.answer(QUESTION)
+        message = str(exc.value)
+        assert "\n" not in message and all(w in message for w in words), message
+
+    fails("cannot reach", str(port))                                   # endpoint down
+    with FakeLLMServer(protocol, port=port) as server:                 # ... and then up
+        for reply, words in [(Reply("late [1].", delay=3.0), ("did not answer within 1 s",)),
+                             (Reply("x", malformed=True), ()),
+                             (Reply(body={"unexpected": ["shape"]}), ()),
+                             (Reply(status=500, error="internal error"), ("HTTP 500",))]:
+            server.script(reply)
+            fails(*words)
+        server.script(Reply(f"{first.title} is the paper to read [1]."))
+        answer = llm.answer(QUESTION)
+    assert answer.backend == protocol and not answer.refused
+    assert [c.title for c in answer.citations] == [first.title]
+
+
+# -- secrets --------------------------------------------------------------------------------------
+def test_api_key_never_reaches_output_logs_or_files(
+        settings: Settings, index_dir: Path, first_build: object, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    secret = f"sk-test-SECRET-{uuid.uuid4().hex}"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    caplog.set_level(logging.DEBUG)
+    seen: list[str] = []
+    with FakeLLMServer("openai") as server:
+        url = server.url + "/v1"
+        llm = Assistant(settings.with_(backend="openai", openai_base_url=url, llm_max_retries=0))
+        echo = f"Incorrect API key provided: {secret}. You can find your API key at ..."
+        for reply in [Reply(status=401, error=echo), Reply(status=500, error=echo), Reply(status=429, error=echo)]:
+            server.script(reply)
+            with pytest.raises(BackendError) as exc:
+                llm.answer(QUESTION)
+            assert "[redacted]" in str(exc.value) and exc.value.__cause__ is None
+            seen.append(str(exc.value))
+        server.script(Reply("ShadowKV keeps a low-rank key cache [1]."))
+        seen.append(json.dumps(llm.answer(QUESTION).to_dict()))
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "ASSISTANT_INDEX_DIR": str(index_dir),
+               "OPENAI_BASE_URL": url, "OPENAI_LOG": "debug", "HOME": str(tmp_path)}
+        for reply in [Reply("ShadowKV keeps a low-rank key cache [1]."), Reply(status=401, error=echo)]:
+            server.script(reply)
+            done = subprocess.run([sys.executable, "-m", "assistant", "ask", QUESTION, "--backend", "openai"],
+                                  env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+            seen += [done.stdout, done.stderr]
+        assert all(r.headers["authorization"] == f"Bearer {secret}" for r in server.requests)  # it was used
+    assert "ShadowKV" in seen[-4] and "HTTP 401" in seen[-1] and "openai._base_client" in seen[-3]
+    seen.append(caplog.text)
+    assert not [s for s in seen if secret in s]
+    written = [p for folder in (index_dir, tmp_path) for p in folder.rglob("*") if p.is_file()]
+    assert written and not [p for p in written if secret.encode() in p.read_bytes()]
+
+
+# -- exposure -------------------------------------------------------------------------------------
+def test_chat_listens_on_loopback_unless_told(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.build_parser().parse_args(["chat"]).host == "127.0.0.1"
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["chat", "--help"])
+    assert exc.value.code == 0 and "default 127.0.0.1" in capsys.readouterr().out
