@@ -99,8 +99,8 @@ class IndexStore:
     def _problem(self, exc: Exception) -> IndexProblemError:
         """The user-facing error for a failed Chroma call."""
         what = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        self._collection = None  # fetch the collection anew on the next call
         if self.chroma_url:
-            self._collection = None  # fetch the collection anew on the next call
             return IndexProblemError(f"the Chroma server at {self.chroma_url} failed ({what}); check that it "
                                      "is running; the next question tries again")
         return IndexProblemError(f"the index at {self.location} cannot be read ({what}); it may be corrupted. "
