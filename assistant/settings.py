@@ -63,7 +63,10 @@ class Settings:
         for name, var in ENV_VARS.items():
             raw = env.get(var)
             if raw:
-                values[name] = _coerce(types[name], raw)
+                try:
+                    values[name] = _coerce(types[name], raw)
+                except ValueError as exc:
+                    raise ValueError(f"{var}={raw!r} cannot be used: {exc}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         settings.validate()
