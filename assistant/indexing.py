@@ -88,8 +88,13 @@ def keyword_dir(settings: Settings) -> Path:
 def index_lock(settings: Settings) -> Iterator[None]:
     """Hold an exclusive lock on the index folder, or fail at once with a clear message."""
     folder = Path(settings.index_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".index.lock", "w") as handle:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / ".index.lock", "w")  # noqa: SIM115  (closed by the `with` below)
+    except OSError as exc:
+        raise IndexProblemError(f"cannot use {folder} as the index folder ({exc.strerror or exc}); "
+                                "point ASSISTANT_INDEX_DIR (or --index-dir) at a writable folder") from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -51,7 +51,11 @@ def _client(index_dir: Path, chroma_url: str | None) -> Any:
         except Exception as exc:  # chromadb raises several types for an unreachable server
             raise IndexProblemError(f"cannot reach the Chroma server at {chroma_url}: {exc}") from exc
         return client
-    index_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IndexProblemError(f"cannot use {index_dir} as the index folder ({exc.strerror or exc}); "
+                                "point ASSISTANT_INDEX_DIR (or --index-dir) at a writable folder") from None
     try:
         return chromadb.PersistentClient(path=str(index_dir), settings=chroma_settings)
     except Exception as exc:

@@ -123,6 +123,23 @@ def test_cli_undecodable_bytes_fail_before_any_index_is_built(tmp_path: Path) ->
     assert not index.exists()
 
 
+@pytest.mark.parametrize("command", ["ask", "index"])
+@pytest.mark.parametrize(("var", "value", "code", "words"), [
+    ("ASSISTANT_TOP_K", "abc", cli.EXIT_BAD_INPUT, "error: ASSISTANT_TOP_K='abc' cannot be used"),
+    ("ASSISTANT_LLM_STREAM", "maybe", cli.EXIT_BAD_INPUT, "error: ASSISTANT_LLM_STREAM='maybe' cannot be used"),
+    ("ASSISTANT_INDEX_DIR", "{file}", cli.EXIT_FAILURE, "error: cannot use {file} as the index folder"),
+], ids=["int", "bool", "folder is a file"])
+def test_cli_bad_configuration_is_one_line(command: str, var: str, value: str, code: int, words: str,
+                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    file = tmp_path / "a-file"
+    file.write_text("not a folder")
+    monkeypatch.setenv(var, value.format(file=file))
+    assert cli.main([command, QUESTION if command == "ask" else "--quiet"]) == code
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(words.format(file=file)) and err.count("\n") == 1, err
+
+
 # -- LLM endpoint faults --------------------------------------------------------------------------
 def llm_settings(protocol: str, url: str) -> dict[str, object]:
     if protocol == "openai":
