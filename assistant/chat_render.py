@@ -109,9 +109,8 @@ def render_answer(answer: Answer, asked_as: str | None = None) -> str:
         return render_refusal(answer, asked_as)
     titles = {s.n: s.title for s in answer.sources}
     body = _mark_sentences(answer.text, answer.sentences, titles)
-    refs = "".join(
-        f'<li><span class="pa-cite">[{c.n}]</span> {esc(c.title)}</li>' for c in answer.citations
-    )
+    cited = sorted(answer.citations, key=lambda c: c.n)
+    refs = "".join(f'<li><span class="pa-cite">[{c.n}]</span> {esc(c.title)}</li>' for c in cited)
     parts = ['<div class="pa-msg pa-answer">', body]
     if refs:
         parts.append(f'<ol class="pa-refs" aria-label="Cited papers">{refs}</ol>')

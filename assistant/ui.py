@@ -40,21 +40,33 @@ CONCURRENCY_LIMIT = 4
 AUTH_ENV = "ASSISTANT_CHAT_AUTH"
 MAX_TOP_K = 20
 CSS = (Path(__file__).with_name("chat.css")).read_text(encoding="utf-8")
-THEME = gr.themes.Default(primary_hue="indigo", neutral_hue="slate", radius_size="md")
+# Gradio 6.31 ships Source Sans Pro SemiBold (600) as a 55-glyph subset: bold text then mixes in
+# fallback letters. Load Regular and Bold (complete) instead; weight 600 resolves to Bold.
+THEME = gr.themes.Default(
+    primary_hue="indigo", neutral_hue="slate", radius_size="md",
+    font=(gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)), "ui-sans-serif", "system-ui", "sans-serif"),
+)
 
 EXAMPLES = [
     "How does ShadowKV cut KV-cache memory?",
     "What throughput boost does NanoFlow get over existing serving systems?",
     "How much memory does TPI-LLM need to serve 70B-scale models on edge devices?",
-    "Which papers distill a Transformer into a Mamba-style state-space model?",
+    "Which papers shrink the KV cache by sharing it across layers?",
 ]
 
 HEADER = (
     '<div class="pa-header"><h1>Papers assistant</h1>'
-    "<p>Answers from {papers} research-paper abstracts (Hugging Face Daily Papers), every claim cited "
-    "as <span class=\"pa-cite\">[n]</span> with the passage it comes from. "
-    "Dotted sentences are weakly supported by their sources.</p></div>"
+    "<p>Answers from {papers} research-paper abstracts (Hugging Face Daily Papers). Each claim cites its "
+    "paper as <span class=\"pa-cite\">[n]</span>; dotted sentences are weakly supported.</p></div>"
 )
+
+# Scroll each evidence box to its first highlighted (quoted) sentence.
+SCROLL_TO_EVIDENCE = """() => requestAnimationFrame(() => {
+  document.querySelectorAll('#pa-sources .pa-evidence').forEach((box) => {
+    const mark = box.querySelector('mark');
+    if (mark) box.scrollTop += mark.getBoundingClientRect().top - box.getBoundingClientRect().top - 20;
+  });
+})"""
 
 ChatOutput = tuple[str, str, dict[str, Any] | None]
 
@@ -92,11 +104,17 @@ def _paper_count(assistant: Assistant) -> str:
 
 
 def build_app(assistant: Assistant, backends: list[str] | None = None) -> gr.Blocks:
-    """The chat app (queued, not launched). `backends` defaults to the configured ones."""
-    backends = backends or configured_backends(assistant.settings)
-    default_backend = assistant.settings.backend if assistant.settings.backend in backends else backends[0]
+    """The chat app (queued, not launched). `backends` defaults to the configured ones plus the
+    settings' backend, which is selected at start."""
+    backends = list(backends or configured_backends(assistant.settings))
+    default_backend = assistant.settings.backend
+    if default_backend not in backends:  # asked for explicitly: offer it, so a failure shows, not a swap
+        backends.append(default_backend)
     with gr.Blocks(title="Papers assistant") as app:
-        gr.HTML(HEADER.format(papers=_paper_count(assistant)))
+        with gr.Row(elem_id="pa-top"):
+            gr.HTML(HEADER.format(papers=_paper_count(assistant)), scale=5)
+            new_chat = gr.Button("New chat", variant="secondary", size="md", scale=0, min_width=110,
+                                 elem_id="pa-new-chat")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=340):
                 with gr.Row(elem_id="pa-controls"):
@@ -104,8 +122,6 @@ def build_app(assistant: Assistant, backends: list[str] | None = None) -> gr.Blo
                                           interactive=len(backends) > 1, scale=2, min_width=150)
                     top_k = gr.Slider(1, MAX_TOP_K, value=min(assistant.settings.top_k, MAX_TOP_K), step=1,
                                       label="Papers retrieved", scale=3, min_width=200)
-                    new_chat = gr.Button("New chat", variant="secondary", size="md", scale=0, min_width=110,
-                                         elem_id="pa-new-chat")
                 sources = gr.HTML(SOURCES_EMPTY, elem_id="pa-sources", render=False)
                 details = gr.JSON(visible=False, render=False)
                 chat = gr.ChatInterface(
@@ -126,6 +142,7 @@ def build_app(assistant: Assistant, backends: list[str] | None = None) -> gr.Blo
             with gr.Column(scale=2, min_width=300, elem_id="pa-sources-col"):
                 sources.render()
                 details.render()
+        sources.change(None, js=SCROLL_TO_EVIDENCE, api_visibility="undocumented", queue=False)
         chat.chatbot.clear(lambda: (SOURCES_EMPTY, None), outputs=[sources, details],
                            api_visibility="undocumented", queue=False)
         new_chat.click(lambda: ([], [], SOURCES_EMPTY, None),

@@ -9,6 +9,7 @@ from chat_server import free_port, running_chat
 from gradio_client import Client
 
 from assistant import Assistant, Settings
+from assistant.ui import AUTH_ENV, chat_auth
 
 SHADOWKV = "How does ShadowKV cut KV-cache memory?"
 
@@ -82,3 +83,11 @@ def test_unreachable_index_is_reported(tmp_path) -> None:
     assert details["kind"] == "IndexProblemError"
     assert "index has a problem" in bubble and "Chroma" in bubble
     assert "pa-src" not in sources
+
+
+def test_login_comes_from_the_environment() -> None:
+    assert chat_auth({}) is None
+    assert chat_auth({AUTH_ENV: "alice:s3:cret"}) == ("alice", "s3:cret")
+    for bad in ("alice", "alice:", ":pw"):
+        with pytest.raises(ValueError, match=AUTH_ENV):
+            chat_auth({AUTH_ENV: bad})

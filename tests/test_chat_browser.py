@@ -77,7 +77,7 @@ def test_answer_streams_and_cited_titles_appear_in_sources(page: Page, assistant
     bot = page.locator('[data-testid="bot"]').last
     cited_in_answer = bot.locator(".pa-refs li").all_inner_texts()
     cited_in_panel = page.locator("#pa-sources .pa-cited .pa-title").all_inner_texts()
-    expected = [c.title for c in assistant.answer(SHADOWKV).citations]
+    expected = [c.title for c in sorted(assistant.answer(SHADOWKV).citations, key=lambda c: c.n)]
     assert expected and cited_in_panel == expected
     assert [t.split("] ", 1)[1] for t in cited_in_answer] == expected
     assert any("ShadowKV" in t for t in expected)
