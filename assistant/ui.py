@@ -11,7 +11,7 @@ import ipaddress
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,10 @@ SCROLL_TO_EVIDENCE = """() => requestAnimationFrame(() => {
 ChatOutput = tuple[str, str, dict[str, Any] | None]
 
 
-def make_responder(assistant: Assistant):
+Responder = Callable[[str, list[dict[str, Any]], str, float], Iterator[ChatOutput]]
+
+
+def make_responder(assistant: Assistant) -> Responder:
     """The ChatInterface function: yields (bubble HTML, sources HTML, answer dict) as the answer streams."""
 
     def respond(message: str, history: list[dict[str, Any]], backend: str, top_k: float) -> Iterator[ChatOutput]:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 from chat_server import free_port, running_chat
 from gradio_client import Client
+from gradio_client.exceptions import AppError
 
 from assistant import Assistant, Settings
 from assistant.ui import AUTH_ENV, chat_auth
@@ -59,6 +60,10 @@ def test_bad_question_shows_an_error_and_the_chat_keeps_working(chat_url: str) -
     assert details["kind"] == "InvalidQuestionError" and "pa-error" in bubble
     _, _, details = ask(client, "?!")
     assert details["kind"] == "InvalidQuestionError"
+    with pytest.raises(AppError, match="maximum value 20"):  # Gradio checks the slider's range
+        ask(client, SHADOWKV, top_k=500)
+    with pytest.raises(AppError, match="not in the list of choices"):
+        ask(client, SHADOWKV, backend="nonsense")
     _, _, details = ask(client, SHADOWKV)
     assert details["citations"]
 
