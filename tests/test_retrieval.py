@@ -46,3 +46,8 @@ def test_reciprocal_rank_fusion_rewards_agreement() -> None:
     fused = reciprocal_rank_fusion([["a", "b", "c"], ["b", "a", "d"]], k=60)
     assert fused["a"] == fused["b"] > fused["c"] > 0
     assert fused["c"] == fused["d"]
+
+
+def test_weighted_fusion_prefers_the_heavier_ranking() -> None:
+    fused = reciprocal_rank_fusion([["a", "b"], ["b", "a"]], k=60, weights=[1.0, 1.5])
+    assert fused["b"] > fused["a"]
