@@ -31,6 +31,8 @@ RANK_PENALTY = 0.04
 SECOND_RELATIVE = 0.75
 BACKGROUND_PENALTY = 0.1
 MAX_SENTENCES = 6
+#: Sentences embedded per question: the best by lexical coverage (the embedding is the slow part).
+PREFILTER = 24
 
 _NUMERIC = re.compile(
     r"\bhow (many|much|fast|large|long|big|far|often|small)\b|\bby how\b|\bhow many times\b|"
@@ -124,6 +126,7 @@ class ExtractiveAnswerer:
         return _render(chosen) if chosen else REFUSAL
 
     def _score(self, question: str, sources: list[Source]) -> list[Candidate]:
+        """Candidates scored and sorted; only the PREFILTER best by lexical coverage are embedded."""
         candidates = [
             Candidate(src, rank, sentence)
             for rank, src in enumerate(sources)
@@ -132,13 +135,16 @@ class ExtractiveAnswerer:
         ]
         if not candidates:
             return []
-        vectors = self.encode([question] + [c.text for c in candidates])
         q_terms = set(terms(question))
         weights = {t: self.idf(t) for t in q_terms}
         total = sum(weights.values()) or 1.0
-        for cand, vec in zip(candidates, vectors[1:]):
+        for cand in candidates:
             present = set(terms(cand.text)) | set(terms(cand.source.title))
             cand.coverage = sum(w for t, w in weights.items() if t in present) / total
+        candidates.sort(key=lambda c: -(c.coverage - RANK_PENALTY * c.rank))
+        candidates = candidates[:PREFILTER]
+        vectors = self.encode([question] + [c.text for c in candidates])
+        for cand, vec in zip(candidates, vectors[1:]):
             cand.score = float(vec @ vectors[0]) + LEXICAL_WEIGHT * cand.coverage - RANK_PENALTY * cand.rank
             if _BACKGROUND.match(cand.text):
                 cand.score -= BACKGROUND_PENALTY
