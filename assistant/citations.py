@@ -112,27 +112,45 @@ def answer_sentences(text: str) -> list[str]:
 
 
 def score_support(sentences: list[str], sources: Sequence[Source], encode: Encode) -> list[SentenceSupport]:
-    """A support score in 0..1 for each answer sentence against the sources it cites."""
+    """A support score in 0..1 for each answer sentence against the sources it cites.
+
+    A sentence quoted verbatim from a cited passage (after an optional leading quoted title)
+    has similarity 1 without being embedded; others are embedded with the cited passages' sentences.
+    """
     by_n = {s.n: s for s in sources}
-    evidence = {s.n: split_sentences(s.text) or [s.text] for s in sources}
     plain = [_MARKER.sub("", s).strip() for s in sentences]
-    needed = sorted({t for n in by_n for t in evidence[n]} | set(plain))
+    cites = [[n for n in markers(s) if n in by_n] for s in sentences]
+    verbatim = [bool(c) and _quoted_verbatim(bare, [by_n[n] for n in c]) for bare, c in zip(plain, cites)]
+    evidence = {n: split_sentences(by_n[n].text) or [by_n[n].text] for c in cites for n in c}
+    needed = sorted({bare for bare, c, v in zip(plain, cites, verbatim) if c and bare and not v}
+                    | {e for bare, c, v in zip(plain, cites, verbatim) if c and bare and not v
+                       for n in c for e in evidence[n]})
     vectors = dict(zip(needed, encode(needed))) if needed else {}
     results = []
-    for sentence, bare in zip(sentences, plain):
-        cites = [n for n in markers(sentence) if n in by_n]
-        if not cites or not bare:
-            results.append(SentenceSupport(sentence, cites, 0.0, False))
+    for sentence, bare, cited, exact in zip(sentences, plain, cites, verbatim):
+        if not cited or not bare:
+            results.append(SentenceSupport(sentence, cited, 0.0, False))
             continue
-        cited_text = " ".join(by_n[n].title + ". " + by_n[n].text for n in cites)
-        cos = max(float(vectors[bare] @ vectors[e]) for n in cites for e in evidence[n])
+        cited_text = " ".join(by_n[n].title + ". " + by_n[n].text for n in cited)
+        cos = 1.0 if exact else max(float(vectors[bare] @ vectors[e]) for n in cited for e in evidence[n])
         nums = numbers(bare)
         num_share = len(nums & numbers(cited_text)) / len(nums) if nums else 1.0
         rare = set(terms(bare))
         term_share = len(rare & set(terms(cited_text))) / len(rare) if rare else 1.0
         support = max(0.0, min(1.0, 0.6 * cos + 0.2 * num_share + 0.2 * term_share))
-        results.append(SentenceSupport(sentence, cites, round(support, 3), support >= SUPPORT_THRESHOLD))
+        results.append(SentenceSupport(sentence, cited, round(support, 3), support >= SUPPORT_THRESHOLD))
     return results
+
+
+def _quoted_verbatim(sentence: str, cited: Sequence[Source]) -> bool:
+    """Whether the sentence (minus a leading '"Title":' of a cited paper) appears in a cited passage."""
+    body = sentence
+    for source in cited:
+        prefix = f'"{source.title}"'
+        if body.startswith(prefix):
+            body = body[len(prefix):].lstrip(" :")
+    body = " ".join(body.split()).rstrip(" .!?")
+    return len(body) > 20 and any(body in " ".join(s.text.split()) for s in cited)
 
 
 def build_citations(text: str, sources: Sequence[Source]) -> list[Citation]:

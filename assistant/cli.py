@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--compare", action="store_true", help="compare retrieval modes and backends side by side")
     p.add_argument("--gate", type=Path, help="exit 1 if a metric is below the thresholds in this file")
+    p.add_argument("--write-thresholds", type=Path, metavar="FILE",
+                   help="write thresholds just under the measured figures to FILE (see docs/evals.md)")
     p.set_defaults(func=cmd_eval)
     return parser
 

@@ -19,3 +19,7 @@ class BackendError(AssistantError):
 
 class CorpusError(AssistantError):
     """A corpus path cannot be read at all (missing, not a supported file)."""
+
+
+class EvalSetError(AssistantError, ValueError):
+    """An eval set file is missing or not in the eval set format."""

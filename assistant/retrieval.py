@@ -17,6 +17,9 @@ from .text import split_sentences
 RRF_K = 60
 CANDIDATE_CHUNKS = 40
 MAX_CHUNKS_PER_PAPER = 2
+#: Weights of the two rankings in hybrid fusion (chosen on evals/dev.jsonl).
+DENSE_WEIGHT = 1.0
+KEYWORD_WEIGHT = 1.5
 
 
 @dataclass
@@ -86,7 +89,8 @@ class Retriever:
                 paper.keyword = max(paper.keyword, hit.score)
                 _chunk(paper, hit.chunk_id, hit.text).keyword = hit.score
             rankings.append(_paper_order(h.paper_id for h in hits_kw))
-        for paper_id, score in reciprocal_rank_fusion(rankings).items():
+        weights = [DENSE_WEIGHT, KEYWORD_WEIGHT] if mode == "hybrid" else None
+        for paper_id, score in reciprocal_rank_fusion(rankings, weights=weights).items():
             papers[paper_id].score = score
         ranked = sorted(papers.values(), key=lambda p: -p.score)[:top_k]
         self._fill_dense(ranked, vector)
@@ -120,10 +124,11 @@ def _paper_order(paper_ids: Sequence[str] | object) -> list[str]:
     return list(seen)
 
 
-def reciprocal_rank_fusion(rankings: list[list[str]], k: int = RRF_K) -> dict[str, float]:
-    """Sum of 1 / (k + rank) over the rankings each id appears in (rank starts at 1)."""
+def reciprocal_rank_fusion(rankings: list[list[str]], k: int = RRF_K,
+                           weights: Sequence[float] | None = None) -> dict[str, float]:
+    """Sum of weight / (k + rank) over the rankings each id appears in (rank starts at 1)."""
     scores: dict[str, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights or [1.0] * len(rankings)):
         for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
     return scores

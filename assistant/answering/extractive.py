@@ -24,12 +24,15 @@ from ..text import numbers, split_sentences, terms
 Encode = Callable[[list[str]], np.ndarray]
 
 MIN_DENSE = 0.42
-MIN_SCORE = 0.55
+MIN_SCORE = 0.5
 LEXICAL_WEIGHT = 0.5
 MULTI_RELATIVE = 0.65
 RANK_PENALTY = 0.04
 SECOND_RELATIVE = 0.75
+BACKGROUND_PENALTY = 0.1
 MAX_SENTENCES = 6
+#: Sentences embedded per question: the best by lexical coverage (the embedding is the slow part).
+PREFILTER = 24
 
 _NUMERIC = re.compile(
     r"\bhow (many|much|fast|large|long|big|far|often|small)\b|\bby how\b|\bhow many times\b|"
@@ -43,11 +46,17 @@ _LIST = re.compile(r"\b(which|what|list|name)\b[^?]*\b(papers|works|methods|stud
 _ASKED = re.compile(r"\b(?:how many|which|what)\s+((?:[a-z-]+\s+){0,2}?[a-z-]+?)\s+"
                     r"(?:does|do|did|is|are|was|were|has|have|had|can|could|of|in|for|to|on|by|with|were|will)\b",
                     re.I)
-_GENERIC_ASKED = {"paper", "work", "method", "approach", "technique", "model", "system", "study", "framework",
-                  "thesis", "dataset", "one", "way", "idea", "kind", "type", "problem", "task", "architecture",
-                  "algorithm", "design", "strategy", "mechanism", "tool", "benchmark", "analysi", "result",
-                  "metric", "widely", "main", "key", "new", "first", "techniqu", "size", "rate", "factor",
-                  "fraction", "share", "percentag", "speed", "speedup", "ratio", "number", "amount", "much"}
+#: Words that make a "which X" question ask for a paper or a quantity, not for an attribute.
+_GENERIC_ASKED = re.compile(
+    r"\b(papers?|works?|methods?|approach(es)?|techniques?|models?|systems?|stud(y|ies)|frameworks?|thes[ie]s|"
+    r"datasets?|ones?|ways?|ideas?|kinds?|types?|problems?|tasks?|architectures?|algorithms?|designs?|"
+    r"strateg(y|ies)|mechanisms?|tools?|benchmarks?|analys[ie]s|results?|metrics?|widely|main|key|new|first|"
+    r"sizes?|rates?|factors?|fractions?|shares?|percentages?|speed(-?ups?)?|ratios?|numbers?|amounts?|much)\b",
+    re.I,
+)
+#: Sentences that state the problem or prior work rather than what the paper did.
+_BACKGROUND = re.compile(r"(However|Despite|While|Although|Existing|Current|Recent|Traditional|Prior|Previous|"
+                         r"Conventional|Unfortunately|Nevertheless)\b")
 _INTRO = re.compile(r"\b(we|this paper|this work|this thesis)\s+(present|propose|introduce|develop|design|"
                     r"build|release|describe|discover)s?\b|\bwe call\b|\bcalled\b|\bnamed\b", re.I)
 _NAME_TOKEN = re.compile(r"\b(?:[A-Z]{2,}[A-Za-z0-9-]*|[A-Za-z]+[0-9][A-Za-z0-9-]*|[a-z]+[A-Z][A-Za-z0-9-]*|"
@@ -117,6 +126,7 @@ class ExtractiveAnswerer:
         return _render(chosen) if chosen else REFUSAL
 
     def _score(self, question: str, sources: list[Source]) -> list[Candidate]:
+        """Candidates scored and sorted; only the PREFILTER best by lexical coverage are embedded."""
         candidates = [
             Candidate(src, rank, sentence)
             for rank, src in enumerate(sources)
@@ -125,14 +135,19 @@ class ExtractiveAnswerer:
         ]
         if not candidates:
             return []
-        vectors = self.encode([question] + [c.text for c in candidates])
         q_terms = set(terms(question))
         weights = {t: self.idf(t) for t in q_terms}
         total = sum(weights.values()) or 1.0
-        for cand, vec in zip(candidates, vectors[1:]):
+        for cand in candidates:
             present = set(terms(cand.text)) | set(terms(cand.source.title))
             cand.coverage = sum(w for t, w in weights.items() if t in present) / total
+        candidates.sort(key=lambda c: -(c.coverage - RANK_PENALTY * c.rank))
+        candidates = candidates[:PREFILTER]
+        vectors = self.encode([question] + [c.text for c in candidates])
+        for cand, vec in zip(candidates, vectors[1:]):
             cand.score = float(vec @ vectors[0]) + LEXICAL_WEIGHT * cand.coverage - RANK_PENALTY * cand.rank
+            if _BACKGROUND.match(cand.text):
+                cand.score -= BACKGROUND_PENALTY
         return sorted(candidates, key=lambda c: -c.score)
 
     def _select(self, candidates: list[Candidate], kind: str) -> list[Candidate]:
@@ -144,9 +159,7 @@ class ExtractiveAnswerer:
                           and c.score >= SECOND_RELATIVE * best.score and not _redundant(c.text, best.text)]
                 chosen += second[:1]
                 intro = _intro_sentence(best.source)
-                name = short_name(best.source.title)
-                named = name and any(name.casefold() in c.text.casefold() for c in chosen)
-                if intro and not named and all(intro != c.text for c in chosen):
+                if intro and all(intro != c.text and not _redundant(intro, c.text) for c in chosen):
                     chosen.insert(0, Candidate(best.source, best.rank, intro))
             return chosen
         chosen, papers = [], set()
@@ -163,8 +176,10 @@ class ExtractiveAnswerer:
 def asked_terms(question: str) -> set[str]:
     """The stemmed head noun of what the question asks for ("how many human annotators" -> {annot})."""
     match = _ASKED.search(question)
-    found = terms(match.group(1)) if match else []
-    if not found or any(t in _GENERIC_ASKED for t in found) or found[-1].isdigit():
+    if not match or _GENERIC_ASKED.search(match.group(1)):
+        return set()
+    found = terms(match.group(1))
+    if not found or found[-1].isdigit():
         return set()
     return {found[-1]}
 

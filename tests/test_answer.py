@@ -1,0 +1,96 @@
+"""Extractive answers through the public API: citations, figures, refusals and bad input."""
+
+from __future__ import annotations
+
+import re
+import socket
+
+import pytest
+
+from assistant import Answer, Assistant, InvalidQuestionError
+from assistant.citations import REFUSAL
+
+NANOFLOW = "NanoFlow: Towards Optimal Large Language Model Serving Throughput"
+
+
+def _cited_titles(answer: Answer) -> set[str]:
+    return {c.title for c in answer.citations}
+
+
+def test_answer_cites_the_right_paper(assistant: Assistant) -> None:
+    answer = assistant.answer("How does ShadowKV cut KV-cache memory?")
+    assert not answer.refused
+    assert _cited_titles(answer) == {"ShadowKV: KV Cache in Shadows for High-Throughput Long-Context LLM Inference"}
+    assert "low-rank key cache" in answer.text
+
+
+def test_numeric_answer_quotes_the_figure_verbatim(assistant: Assistant) -> None:
+    answer = assistant.answer("By what factor does NanoFlow boost serving throughput?")
+    assert NANOFLOW in _cited_titles(answer)
+    source = next(s for s in answer.sources if s.title == NANOFLOW)
+    figures = re.findall(r"\d+(?:\.\d+)?x", answer.text)
+    assert figures and all(f in source.text for f in figures)
+
+
+def test_every_marker_maps_to_a_source_and_every_sentence_is_scored(assistant: Assistant) -> None:
+    answer = assistant.answer("Which papers accelerate LLM decoding with speculative decoding?")
+    valid = {s.n for s in answer.sources}
+    markers = {int(n) for n in re.findall(r"\[(\d+)\]", answer.text)}
+    assert markers and markers <= valid
+    assert {c.n for c in answer.citations} == markers
+    assert len(_cited_titles(answer)) >= 2
+    assert answer.sentences and all(0 <= s.support <= 1 and s.cites for s in answer.sentences)
+    assert all(s.supported for s in answer.sentences)
+
+
+@pytest.mark.parametrize("question", [
+    "What is the boiling point of ethanol?",
+    "What does the Mixtral 8x22B technical report say about its expert routing?",
+    "How does QLoRA's 4-bit NormalFloat data type work?",
+    "Under which software license is the DAMO-YOLO code released?",
+])
+def test_unanswerable_questions_are_refused(assistant: Assistant, question: str) -> None:
+    answer = assistant.answer(question)
+    assert answer.refused
+    assert answer.text == REFUSAL
+    assert answer.citations == []
+
+
+def test_to_dict_has_the_contract_shape(assistant: Assistant) -> None:
+    data = assistant.answer("What does DSPy compile?").to_dict()
+    assert {"question", "answer", "refused", "citations", "sources", "backend", "timings_ms"} <= set(data)
+    assert data["backend"] == "extractive"
+    assert all(set(c) == {"n", "title", "paper_id"} for c in data["citations"])
+    assert all({"n", "title", "paper_id", "text", "score"} <= set(s) for s in data["sources"])
+    assert {"retrieval", "answer", "total"} <= set(data["timings_ms"])
+
+
+def test_stream_yields_text_then_the_final_answer(assistant: Assistant) -> None:
+    items = list(assistant.stream("How does ShadowKV cut KV-cache memory?"))
+    assert isinstance(items[-1], Answer)
+    assert all(isinstance(i, str) for i in items[:-1])
+    assert "".join(items[:-1]).strip() == items[-1].text
+
+
+@pytest.mark.parametrize("question", ["", "   \n\t ", "x" * 5000, "?!?!", "\x00\x01\x02"])
+def test_bad_questions_raise_a_value_error(assistant: Assistant, question: str) -> None:
+    with pytest.raises(InvalidQuestionError) as info:
+        assistant.answer(question)
+    assert isinstance(info.value, ValueError)
+    assert str(info.value)
+
+
+def test_answering_opens_no_network_connection(assistant: Assistant, monkeypatch: pytest.MonkeyPatch) -> None:
+    attempts: list = []
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: object) -> None:
+        attempts.append(address)
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    fresh = Assistant(assistant.settings)
+    answer = fresh.answer("Which papers shrink the KV cache for long-context decoding, and by how much?")
+    monkeypatch.setattr(socket.socket, "connect", real_connect)
+    assert not answer.refused and answer.citations
+    assert attempts == []

@@ -1,0 +1,98 @@
+"""The chat's API (`/chat`), driven with gradio_client against the real app on a local port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from chat_server import free_port, running_chat
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from assistant import Assistant, Settings
+from assistant.ui import AUTH_ENV, chat_auth
+
+SHADOWKV = "How does ShadowKV cut KV-cache memory?"
+
+
+@pytest.fixture(scope="module")
+def chat_url(assistant: Assistant) -> Iterator[str]:
+    with running_chat(assistant) as url:
+        yield url
+
+
+def ask(client: Client, question: str, backend: str = "extractive", top_k: int = 5) -> tuple[str, str, dict]:
+    bubble, sources, details = client.predict(question, backend, top_k, api_name="/chat")
+    return bubble, sources, details
+
+
+def test_answer_carries_citations_sources_and_details(chat_url: str, assistant: Assistant) -> None:
+    bubble, sources, details = ask(Client(chat_url, verbose=False), SHADOWKV, top_k=4)
+    expected = assistant.answer(SHADOWKV, top_k=4)
+    assert details["citations"] == [{"n": c.n, "title": c.title, "paper_id": c.paper_id}
+                                    for c in expected.citations]
+    assert details["citations"] and not details["refused"] and details["backend"] == "extractive"
+    assert len(details["sources"]) == 4
+    assert 'class="pa-msg pa-answer"' in bubble and 'class="pa-cite"' in bubble
+    for citation in details["citations"]:
+        assert citation["title"] in bubble and citation["title"] in sources
+
+
+def test_follow_up_is_searched_with_the_earlier_question(chat_url: str) -> None:
+    client = Client(chat_url, verbose=False)
+    ask(client, SHADOWKV)
+    bubble, _, details = ask(client, "How much does it boost throughput?")
+    assert details["question"] == f"{SHADOWKV} How much does it boost throughput?"
+    assert "Searched as" in bubble
+    assert any("ShadowKV" in c["title"] for c in details["citations"])
+
+
+def test_unanswerable_question_is_refused(chat_url: str) -> None:
+    bubble, sources, details = ask(Client(chat_url, verbose=False), "What is the boiling point of ethanol?")
+    assert details["refused"] and details["citations"] == []
+    assert "pa-refusal" in bubble and "pa-answer" not in bubble
+    assert "No paper answers" in sources
+
+
+def test_bad_question_shows_an_error_and_the_chat_keeps_working(chat_url: str) -> None:
+    client = Client(chat_url, verbose=False)
+    bubble, _, details = ask(client, "   ")
+    assert details["kind"] == "InvalidQuestionError" and "pa-error" in bubble
+    _, _, details = ask(client, "?!")
+    assert details["kind"] == "InvalidQuestionError"
+    with pytest.raises(AppError, match="maximum value 20"):  # Gradio checks the slider's range
+        ask(client, SHADOWKV, top_k=500)
+    with pytest.raises(AppError, match="not in the list of choices"):
+        ask(client, SHADOWKV, backend="nonsense")
+    _, _, details = ask(client, SHADOWKV)
+    assert details["citations"]
+
+
+def test_backend_down_is_reported(assistant: Assistant) -> None:
+    down = Assistant(assistant.settings.with_(openai_base_url=f"http://127.0.0.1:{free_port()}/v1",
+                                              llm_max_retries=0, llm_timeout_s=5.0))
+    with running_chat(down, backends=["extractive", "openai"]) as url:
+        client = Client(url, verbose=False)
+        bubble, _, details = ask(client, SHADOWKV, backend="openai")
+        assert details["kind"] == "BackendError"
+        assert "backend failed" in bubble
+        _, _, details = ask(client, SHADOWKV, backend="extractive")
+        assert details["citations"]
+
+
+def test_unreachable_index_is_reported(tmp_path) -> None:
+    broken = Assistant(Settings.from_env(env={}, index_dir=tmp_path,
+                                         chroma_url=f"http://127.0.0.1:{free_port()}"))
+    with running_chat(broken) as url:
+        bubble, sources, details = ask(Client(url, verbose=False), SHADOWKV)
+    assert details["kind"] == "IndexProblemError"
+    assert "index has a problem" in bubble and "Chroma" in bubble
+    assert "pa-src" not in sources
+
+
+def test_login_comes_from_the_environment() -> None:
+    assert chat_auth({}) is None
+    assert chat_auth({AUTH_ENV: "alice:s3:cret"}) == ("alice", "s3:cret")
+    for bad in ("alice", "alice:", ":pw"):
+        with pytest.raises(ValueError, match=AUTH_ENV):
+            chat_auth({AUTH_ENV: bad})

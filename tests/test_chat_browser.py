@@ -1,0 +1,178 @@
+"""The chat in a real browser: headless Chromium (Debian package) driven by Playwright.
+
+`make test` installs chromium when it is missing (Makefile target `browser`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from chat_server import running_chat
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from assistant import Assistant, Settings
+from assistant.indexing import IndexReport, build_index
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--disable-component-update"]
+SHADOWKV = "How does ShadowKV cut KV-cache memory?"
+ANSWERED = ".pa-answer, .pa-refusal, .pa-error"
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def chat_url(assistant: Assistant) -> Iterator[str]:
+    with running_chat(assistant) as url:
+        yield url
+
+
+@pytest.fixture
+def page(browser: Browser, chat_url: str) -> Iterator[Page]:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(chat_url)
+    page.wait_for_selector('textarea[data-testid="textbox"]')
+    yield page
+    page.close()
+
+
+def ask(page: Page, question: str) -> None:
+    """Type a question, press Enter and wait until its final bubble (answer, refusal or error) is shown."""
+    done = page.locator(ANSWERED).count()
+    box = page.locator('textarea[data-testid="textbox"]')
+    box.fill(question)
+    box.press("Enter")
+    page.wait_for_function(f"document.querySelectorAll({json.dumps(ANSWERED)}).length > {done}",
+                           timeout=TIMEOUT_MS)
+
+
+def record_bubble_states(page: Page) -> None:
+    """Remember every kind of bot bubble shown from now on (pending, streaming, answer...)."""
+    page.evaluate("""() => {
+        window.__seen = new Set();
+        new MutationObserver(() => document.querySelectorAll('.pa-msg').forEach(
+            el => el.classList.forEach(c => window.__seen.add(c)))
+        ).observe(document.body, {subtree: true, childList: true, characterData: true});
+    }""")
+
+
+def test_answer_streams_and_cited_titles_appear_in_sources(page: Page, assistant: Assistant) -> None:
+    record_bubble_states(page)
+    ask(page, SHADOWKV)
+    seen = set(page.evaluate("[...window.__seen]"))
+    assert "pa-pending" in seen and "pa-answer" in seen  # the bubble updated while the answer was made
+    bot = page.locator('[data-testid="bot"]').last
+    cited_in_answer = bot.locator(".pa-refs li").all_inner_texts()
+    cited_in_panel = page.locator("#pa-sources .pa-cited .pa-title").all_inner_texts()
+    expected = [c.title for c in sorted(assistant.answer(SHADOWKV).citations, key=lambda c: c.n)]
+    assert expected and cited_in_panel == expected
+    assert [t.split("] ", 1)[1] for t in cited_in_answer] == expected
+    assert any("ShadowKV" in t for t in expected)
+    # each marker in the answer names its paper on hover, and the panel shows the evidence with it
+    assert bot.locator(".pa-cite").first.get_attribute("title") == expected[0]
+    card = page.locator("#pa-sources .pa-cited").first
+    assert card.locator(".pa-evidence mark").count() >= 1
+    assert "score" in card.locator(".pa-details").inner_text()
+
+
+def test_unanswerable_question_is_refused(page: Page) -> None:
+    ask(page, "What is the boiling point of ethanol?")
+    bot = page.locator('[data-testid="bot"]').last
+    assert bot.locator(".pa-refusal").count() == 1
+    assert "doesn't answer" in bot.inner_text()
+    assert bot.locator(".pa-cite").count() == 0
+    assert "No paper answers" in page.locator("#pa-sources").inner_text()
+
+
+def test_follow_up_new_chat_example_and_top_k(page: Page) -> None:
+    ask(page, SHADOWKV)
+    ask(page, "How much does it boost throughput?")
+    follow_up = page.locator('[data-testid="bot"]').last
+    assert "Searched as" in follow_up.inner_text()
+    assert "ShadowKV" in page.locator("#pa-sources .pa-cited").first.inner_text()
+
+    page.click("#pa-new-chat")
+    page.wait_for_function("document.querySelectorAll('[data-testid=\"bot\"]').length === 0")
+    assert page.locator("#pa-sources .pa-src").count() == 0
+
+    top_k = page.locator('input[type="number"]').first
+    top_k.fill("3")
+    top_k.press("Enter")
+    page.get_by_text("What throughput boost does NanoFlow get").click()  # an example card
+    page.wait_for_selector(".pa-answer", timeout=TIMEOUT_MS)
+    assert "Searched as" not in page.locator('[data-testid="bot"]').last.inner_text()  # history was cleared
+    assert "of 3 retrieved" in page.locator("#pa-sources").inner_text()
+    assert "NanoFlow" in page.locator("#pa-sources .pa-cited .pa-title").first.inner_text()
+
+
+def test_bad_question_shows_an_error_then_the_chat_answers(page: Page) -> None:
+    ask(page, "?!")
+    assert "check the question" in page.locator(".pa-error").last.inner_text()
+    ask(page, SHADOWKV)
+    assert page.locator(".pa-answer").count() == 1
+
+
+def test_mobile_layout_stacks_without_horizontal_scroll(browser: Browser, chat_url: str) -> None:
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(chat_url)
+    page.wait_for_selector('textarea[data-testid="textbox"]')
+    ask(page, SHADOWKV)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    chat_box = page.locator("#pa-chat").bounding_box()
+    sources_box = page.locator("#pa-sources").bounding_box()
+    assert chat_box and sources_box and sources_box["y"] >= chat_box["y"] + chat_box["height"]
+    page.close()
+
+
+HOSTILE_QUESTION = "What accuracy does QuokkaNet reach on the Wombat benchmark?"
+HOSTILE_PAPER = {
+    "title": ('QuokkaNet<script>window.__pwned = 1</script>: Marsupial Attention '
+              '<img src=x onerror="window.__pwned = 2">'),
+    "abstract": ("We present QuokkaNet, a marsupial attention model for pouch-shaped sequences. On the Wombat "
+                 "benchmark QuokkaNet reaches 97.3% accuracy <script>window.__pwned = 3</script> with "
+                 '<img src=x onerror="window.__pwned = 4"> only 12M parameters. Code: '
+                 'https://example.org/quokka"><script>window.__pwned = 5</script>.'),
+    "authors": '<img src=x onerror="window.__pwned = 6">Eve Mallory',
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_assistant(index_dir: Path, first_build: IndexReport, tmp_path_factory: pytest.TempPathFactory) -> Assistant:
+    """The session index plus one paper whose title, abstract and authors carry markup."""
+    folder = tmp_path_factory.mktemp("hostile")
+    shutil.copytree(index_dir, folder / "index")
+    (folder / "hostile.jsonl").write_text(json.dumps(HOSTILE_PAPER) + "\n", encoding="utf-8")
+    settings = Settings.from_env(env={}, index_dir=folder / "index")
+    build_index(settings, [folder / "hostile.jsonl"], progress=False)
+    return Assistant(settings)
+
+
+def test_markup_in_abstracts_and_answers_is_inert(browser: Browser, hostile_assistant: Assistant) -> None:
+    with running_chat(hostile_assistant) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(url)
+        page.wait_for_selector('textarea[data-testid="textbox"]')
+        ask(page, HOSTILE_QUESTION)
+        page.wait_for_timeout(500)  # give any injected handler (img onerror) the chance to fire
+        assert page.evaluate("window.__pwned") is None and dialogs == []
+        for where in ('[data-testid="bot"]', "#pa-sources"):
+            area = page.locator(where).last
+            assert area.locator("script, img, svg[onload], [onerror]").count() == 0
+            assert "<script>window.__pwned = " in area.inner_text()  # shown as text
+        assert "QuokkaNet" in page.locator("#pa-sources .pa-cited .pa-title").first.inner_text()
+        page.close()
