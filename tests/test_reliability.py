@@ -198,13 +198,21 @@ def test_api_key_never_reaches_output_logs_or_files(
         seen.append(json.dumps(llm.answer(QUESTION).to_dict()))
         env = {**os.environ, "PYTHONPATH": str(ROOT), "ASSISTANT_INDEX_DIR": str(index_dir),
                "OPENAI_BASE_URL": url, "OPENAI_LOG": "debug", "HOME": str(tmp_path)}
-        for reply in [Reply("ShadowKV keeps a low-rank key cache [1]."), Reply(status=401, error=echo)]:
+        eval_set = tmp_path / "set.jsonl"
+        eval_set.write_text(json.dumps({"id": "q1", "kind": "unanswerable", "question": "What is the capital "
+                                        "of Australia?", "gold_titles": [], "answer_keywords": []}) + "\n")
+        runs = [(["ask", QUESTION], Reply("ShadowKV keeps a low-rank key cache [1].")),
+                (["eval", "--set", str(eval_set), "--out", str(tmp_path / "report"), "--json"], Reply(REFUSAL)),
+                (["eval", "--set", str(eval_set), "--out", str(tmp_path / "failed")], Reply(status=401, error=echo))]
+        for args, reply in runs:
             server.script(reply)
-            done = subprocess.run([sys.executable, "-m", "assistant", "ask", QUESTION, "--backend", "openai"],
+            done = subprocess.run([sys.executable, "-m", "assistant", *args, "--backend", "openai"],
                                   env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
             seen += [done.stdout, done.stderr]
         assert all(r.headers["authorization"] == f"Bearer {secret}" for r in server.requests)  # it was used
-    assert "ShadowKV" in seen[-4] and "HTTP 401" in seen[-1] and "openai._base_client" in seen[-3]
+    ask_out, ask_err, _, _, _, eval_err = seen[-6:]
+    assert "ShadowKV" in ask_out and "openai._base_client" in ask_err and "HTTP 401" in eval_err
+    assert (tmp_path / "report" / "metrics.json").is_file()
     seen.append(caplog.text)
     assert not [s for s in seen if secret in s]
     written = [p for folder in (index_dir, tmp_path) for p in folder.rglob("*") if p.is_file()]
