@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test browser chat index eval bench lint clean
+.PHONY: test browser chat index eval bench load lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ eval: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
+
+load: $(STAMP)
+	$(BIN)/python benchmarks/load_chat.py --questions 20 --clients 20
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
