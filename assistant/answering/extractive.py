@@ -31,8 +31,9 @@ RANK_PENALTY = 0.04
 SECOND_RELATIVE = 0.75
 BACKGROUND_PENALTY = 0.1
 MAX_SENTENCES = 6
-#: Sentences embedded per question: the best by lexical coverage (the embedding is the slow part).
-PREFILTER = 24
+#: Sentences embedded per source: the best by lexical coverage (embedding is the slow part).
+PREFILTER_PER_SOURCE = 5
+FIGURE_BONUS = 0.2
 
 _NUMERIC = re.compile(
     r"\bhow (many|much|fast|large|long|big|far|often|small)\b|\bby how\b|\bhow many times\b|"
@@ -75,12 +76,15 @@ class Candidate:
 
 
 def question_kind(question: str) -> str:
-    """'numeric', 'list' or 'single': what shape of answer the question asks for."""
-    if _NUMERIC.search(question):
-        return "numeric"
+    """'list' (several papers), 'numeric' (one figure) or 'single': the shape of answer asked for."""
     if _LIST.search(question):
         return "list"
-    return "single"
+    return "numeric" if wants_figure(question) else "single"
+
+
+def wants_figure(question: str) -> bool:
+    """Whether the question asks for a figure ("how many", "by how much", "what speedup")."""
+    return bool(_NUMERIC.search(question))
 
 
 def unknown_names(question: str, knows: Callable[[str], bool]) -> list[str]:
@@ -115,18 +119,21 @@ class ExtractiveAnswerer:
             return REFUSAL
         kind = question_kind(question)
         candidates = self._score(question, sources)
+        relevance: dict[int, float] = {}
+        for cand in candidates:
+            relevance[cand.source.n] = max(relevance.get(cand.source.n, cand.score), cand.score)
         asked = asked_terms(question)
         if asked:
             candidates = [c for c in candidates if asked & set(terms(c.text + " " + c.source.title))]
-        if kind == "numeric":
+        if wants_figure(question):
             candidates = [c for c in candidates if _has_figure(c.text)]
         if not candidates or candidates[0].score < MIN_SCORE:
             return REFUSAL
-        chosen = self._select(candidates, kind)
+        chosen = self._select(candidates, kind, relevance)
         return _render(chosen) if chosen else REFUSAL
 
     def _score(self, question: str, sources: list[Source]) -> list[Candidate]:
-        """Candidates scored and sorted; only the PREFILTER best by lexical coverage are embedded."""
+        """Candidates scored and sorted; per source only the best few by lexical coverage are embedded."""
         candidates = [
             Candidate(src, rank, sentence)
             for rank, src in enumerate(sources)
@@ -141,8 +148,11 @@ class ExtractiveAnswerer:
         for cand in candidates:
             present = set(terms(cand.text)) | set(terms(cand.source.title))
             cand.coverage = sum(w for t, w in weights.items() if t in present) / total
-        candidates.sort(key=lambda c: -(c.coverage - RANK_PENALTY * c.rank))
-        candidates = candidates[:PREFILTER]
+        figure = wants_figure(question)
+        candidates.sort(key=lambda c: -(c.coverage + (FIGURE_BONUS if figure and _has_figure(c.text) else 0.0)))
+        kept: dict[int, int] = {}
+        candidates = [c for c in candidates if kept.setdefault(c.source.n, 0) < PREFILTER_PER_SOURCE
+                      and not kept.__setitem__(c.source.n, kept[c.source.n] + 1)]
         vectors = self.encode([question] + [c.text for c in candidates])
         for cand, vec in zip(candidates, vectors[1:]):
             cand.score = float(vec @ vectors[0]) + LEXICAL_WEIGHT * cand.coverage - RANK_PENALTY * cand.rank
@@ -150,7 +160,9 @@ class ExtractiveAnswerer:
                 cand.score -= BACKGROUND_PENALTY
         return sorted(candidates, key=lambda c: -c.score)
 
-    def _select(self, candidates: list[Candidate], kind: str) -> list[Candidate]:
+    def _select(self, candidates: list[Candidate], kind: str, relevance: dict[int, float]) -> list[Candidate]:
+        """The sentences to quote. For lists: the best remaining sentence of every paper whose
+        relevance (its best sentence before the figure / attribute filters) is close to the top."""
         best = candidates[0]
         if kind != "list":
             chosen = [best]
@@ -163,8 +175,9 @@ class ExtractiveAnswerer:
                     chosen.insert(0, Candidate(best.source, best.rank, intro))
             return chosen
         chosen, papers = [], set()
+        top = max(relevance.values())
         for cand in candidates:
-            if cand.score >= MULTI_RELATIVE * best.score and cand.source.n not in papers \
+            if relevance[cand.source.n] >= MULTI_RELATIVE * top and cand.source.n not in papers \
                     and cand.source.metadata.get("dense", 1.0) >= MIN_DENSE:
                 chosen.append(cand)
                 papers.add(cand.source.n)
@@ -201,7 +214,10 @@ def short_name(title: str) -> str | None:
 
 
 def _has_figure(sentence: str) -> bool:
-    return any(not re.fullmatch(r"(19|20)\d\d", n) for n in numbers(sentence))
+    """A number that measures something: not a year, not a bare list index like "1)"."""
+    listed = set(re.findall(r"(?<![\w.])(\d)\)", sentence))
+    return any(not re.fullmatch(r"(19|20)\d\d", n) and not (n.isdigit() and n in listed)
+               for n in numbers(sentence))
 
 
 def _redundant(a: str, b: str) -> bool:
