@@ -8,7 +8,10 @@ abstract still says which paper it is about. Sizes keep title + chunk inside the
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from functools import lru_cache
+from pathlib import Path
 
 from . import offline  # noqa: F401  (sets TIKTOKEN_CACHE_DIR before tiktoken loads)
 from .models import Chunk, Paper
@@ -38,7 +41,14 @@ def embed_text(title: str, text: str) -> str:
 
 def chunk_paper(paper: Paper, chunk_size: int, chunk_overlap: int) -> list[Chunk]:
     """Split one paper's abstract into chunks with stable ids and content hashes."""
-    pieces = _splitter(chunk_size, chunk_overlap).split_text(paper.abstract) or [paper.abstract]
+    return _chunks(paper, _pieces(paper.abstract, chunk_size, chunk_overlap))
+
+
+def _pieces(abstract: str, chunk_size: int, chunk_overlap: int) -> list[str]:
+    return _splitter(chunk_size, chunk_overlap).split_text(abstract) or [abstract]
+
+
+def _chunks(paper: Paper, pieces: list[str]) -> list[Chunk]:
     chunks = []
     for position, text in enumerate(pieces):
         embedded = embed_text(paper.title, text)
@@ -50,6 +60,39 @@ def chunk_paper(paper: Paper, chunk_size: int, chunk_overlap: int) -> list[Chunk
     return chunks
 
 
-def chunk_papers(papers: list[Paper], chunk_size: int, chunk_overlap: int) -> list[Chunk]:
-    """Chunks of every paper, in paper order."""
-    return [c for p in papers for c in chunk_paper(p, chunk_size, chunk_overlap)]
+def chunk_papers(papers: list[Paper], chunk_size: int, chunk_overlap: int,
+                 cache_file: Path | None = None) -> list[Chunk]:
+    """Chunks of every paper, in paper order.
+
+    With `cache_file`, the pieces of abstracts split before with the same settings are read
+    from it instead of split again (splitting is most of a re-index's time), and the file is
+    rewritten with this run's abstracts only.
+    """
+    cache = _read_cache(cache_file)
+    used: dict[str, list[str]] = {}
+    out: list[Chunk] = []
+    settings = chunking_id(chunk_size, chunk_overlap)
+    for paper in papers:
+        key = hashlib.sha1(f"{settings}\n{paper.abstract}".encode()).hexdigest()
+        pieces = used.get(key) or _valid(cache.get(key)) or _pieces(paper.abstract, chunk_size, chunk_overlap)
+        used[key] = pieces
+        out += _chunks(paper, pieces)
+    if cache_file is not None and used != cache:
+        tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(used))
+        tmp.replace(cache_file)
+    return out
+
+
+def _valid(pieces: object) -> list[str] | None:
+    """Cached pieces if they look right (a hand-edited or damaged cache is ignored)."""
+    ok = isinstance(pieces, list) and pieces and all(isinstance(p, str) for p in pieces)
+    return pieces if ok else None  # type: ignore[return-value]
+
+
+def _read_cache(cache_file: Path | None) -> dict[str, list[str]]:
+    try:
+        data = json.loads(cache_file.read_text()) if cache_file is not None else {}
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -11,9 +11,12 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
+import socket
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +24,7 @@ from typing import Any
 
 from .chunking import chunk_papers, chunking_id
 from .corpus import ParseProblem, is_indexable, load_corpus
-from .embedding import EMBEDDER_ID, MiniLMEncoder
+from .embedding import EMBEDDER_ID, Encoder, MiniLMEncoder
 from .errors import CorpusError, IndexProblemError
 from .keyword import KeywordIndex
 from .models import Chunk, Paper
@@ -31,6 +34,9 @@ from .store import IndexStore
 
 EMBED_BATCH = 64
 INCOMPLETE = "incomplete"
+CHUNK_CACHE = "chunk-cache.json"
+#: How often a long run on a Chroma server renews its writer lease.
+LEASE_RENEW_SECONDS = 30.0
 
 
 @dataclass
@@ -85,26 +91,84 @@ def keyword_dir(settings: Settings) -> Path:
 
 
 @contextmanager
-def index_lock(settings: Settings) -> Iterator[None]:
-    """Hold an exclusive lock on the index folder, or fail at once with a clear message."""
-    folder = Path(settings.index_dir)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = open(folder / ".index.lock", "w")  # noqa: SIM115  (closed by the `with` below)
-    except OSError as exc:
-        raise IndexProblemError(f"cannot use {folder} as the index folder ({exc.strerror or exc}); "
-                                "point ASSISTANT_INDEX_DIR (or --index-dir) at a writable folder") from None
-    with handle:
+def index_lock(settings: Settings) -> Iterator[Callable[[], None]]:
+    """Hold the writer lock of the index, or fail at once with a clear message.
+
+    Embedded store: a file lock in the index folder. Chroma server: a lease on the server (see
+    `IndexStore.acquire_lease`), shared by every process and machine using it. Yields a function
+    the writer calls now and then to keep the lease alive.
+    """
+    if settings.chroma_url:
+        store = open_store(settings)
+        owner = f"{socket.gethostname()}:{os.getpid()}"
+        holder = store.acquire_lease(owner)
+        if holder is not None:
+            raise IndexProblemError(f"another `assistant index` run ({holder}) is writing to {store.location}; "
+                                    "wait for it to finish")
+        try:
+            yield _every(LEASE_RENEW_SECONDS, lambda: store.renew_lease(owner))
+        finally:
+            store.release_lease()
+        return
+    with _open_lock_file(settings) as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise IndexProblemError(
-                f"another `assistant index` run is writing to {folder}; wait for it to finish"
+                f"another `assistant index` run is writing to {settings.index_dir}; wait for it to finish"
             ) from None
         try:
-            yield
+            yield lambda: None
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _open_lock_file(settings: Settings) -> Any:
+    folder = Path(settings.index_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return open(folder / ".index.lock", "w")  # closed by the caller's `with`
+    except OSError as exc:
+        raise IndexProblemError(f"cannot use {folder} as the index folder ({exc.strerror or exc}); "
+                                "point ASSISTANT_INDEX_DIR (or --index-dir) at a writable folder") from None
+
+
+def _every(seconds: float, action: Callable[[], None]) -> Callable[[], None]:
+    """`action`, throttled to run at most once per `seconds`."""
+    last = time.monotonic()
+
+    def maybe() -> None:
+        nonlocal last
+        if time.monotonic() - last >= seconds:
+            action()
+            last = time.monotonic()
+    return maybe
+
+
+def writer_active(settings: Settings, store: IndexStore) -> bool:
+    """Whether another process holds the writer lock of this index right now."""
+    if settings.chroma_url:
+        return store.lease_holder() is not None
+    with _open_lock_file(settings) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def usable_while_written(settings: Settings, store: IndexStore) -> bool:
+    """True when another process is updating the index and it already holds usable chunks
+    (answer from them meanwhile, instead of starting a second run); raises IndexProblemError
+    when it is being built and holds none yet; False when nobody is writing.
+    """
+    if not writer_active(settings, store):
+        return False
+    if store.exists() and store.count() > 0 and store.mismatch() is None:
+        return True
+    raise IndexProblemError(f"the index at {store.location} is being built by another process; "
+                            "try again when it has finished")
 
 
 def _flat_metadata(paper: Paper) -> dict[str, Any]:
@@ -134,11 +198,10 @@ def _remembered_sources(store: IndexStore) -> list[str]:
 
 
 def build_index(settings: Settings, paths: Sequence[str | Path] = (), *, rebuild: bool = False,
-                progress: bool = True, encoder: MiniLMEncoder | None = None) -> IndexReport:
+                progress: bool = True, encoder: Encoder | None = None) -> IndexReport:
     """Bring the index up to date with the bundled corpus, remembered sources and `paths`."""
     report = IndexReport()
-    lock = index_lock(settings) if not settings.chroma_url else _no_lock()
-    with lock:
+    with index_lock(settings) as renew:
         started = time.perf_counter()
         if rebuild:
             store, sources = _emptied_store(settings, progress)
@@ -169,7 +232,8 @@ def build_index(settings: Settings, paths: Sequence[str | Path] = (), *, rebuild
             if not rebuild:
                 store.reset()
             report.rebuilt_because = reason
-        chunks = chunk_papers(corpus.papers, settings.chunk_size, settings.chunk_overlap)
+        chunks = chunk_papers(corpus.papers, settings.chunk_size, settings.chunk_overlap,
+                              Path(settings.index_dir) / CHUNK_CACHE)
         report.chunks = len(chunks)
         report.seconds["parse+chunk"] = time.perf_counter() - started
 
@@ -183,8 +247,10 @@ def build_index(settings: Settings, paths: Sequence[str | Path] = (), *, rebuild
             store.set_fingerprint(INCOMPLETE)
             _save_sources(store, sources)  # first, so that a run after a crash knows what to finish
             t = time.perf_counter()
+            # Changed chunks are deleted up front, so every batch is a plain add (no delete per batch).
+            store.delete([c.chunk_id for c in todo if c.chunk_id in stored])
             _embed_and_store(store, todo, {p.paper_id: _flat_metadata(p) for p in corpus.papers},
-                             encoder or MiniLMEncoder(), progress)
+                             encoder or MiniLMEncoder(), progress, renew)
             report.seconds["embed+store"] = time.perf_counter() - t
             store.delete(stale)
             store.set_fingerprint(fingerprint)
@@ -217,28 +283,31 @@ def _emptied_store(settings: Settings, progress: bool) -> tuple[IndexStore, list
         return open_store(settings), sources
 
 
-@contextmanager
-def _no_lock() -> Iterator[None]:
-    """A Chroma server serialises writes itself."""
-    yield
-
-
 def _save_sources(store: IndexStore, sources: list[str]) -> None:
     meta = {k: v for k, v in (store.collection.metadata or {}).items() if not k.startswith("hnsw:")}
     store.collection.modify(metadata={**meta, "sources": json.dumps(sources)})
 
 
 def _embed_and_store(store: IndexStore, chunks: list[Chunk], paper_meta: dict[str, dict],
-                     encoder: MiniLMEncoder, progress: bool) -> None:
-    """Embed chunks in length-sorted batches and write each batch as soon as it is ready."""
+                     encoder: Encoder, progress: bool, renew: Callable[[], None]) -> None:
+    """Embed chunks in length-sorted batches; a writer thread stores each batch while the next
+    one is embedded (the model releases the GIL), so Chroma's writes cost almost no wall time.
+    """
     from tqdm import tqdm
 
     chunks = sorted(chunks, key=lambda c: len(c.embed_text))
     bar = tqdm(total=len(chunks), desc="Embedding chunks", unit="chunk", disable=not progress or not chunks,
                file=sys.stderr)
-    for start in range(0, len(chunks), EMBED_BATCH):
-        batch = chunks[start:start + EMBED_BATCH]
-        vectors = encoder.encode([c.embed_text for c in batch])
-        store.add(batch, vectors.tolist(), paper_meta)
-        bar.update(len(batch))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chroma-writer") as writer:
+        pending: Future | None = None
+        for start in range(0, len(chunks), EMBED_BATCH):
+            batch = chunks[start:start + EMBED_BATCH]
+            vectors = encoder.encode([c.embed_text for c in batch])
+            if pending is not None:
+                pending.result()  # one write in flight at most; a failed write stops the run
+            pending = writer.submit(store.add, batch, vectors.tolist(), paper_meta, replace=False)
+            renew()
+            bar.update(len(batch))
+        if pending is not None:
+            pending.result()
     bar.close()

@@ -7,9 +7,12 @@ process indexed new papers), never per query.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +74,8 @@ class KeywordIndex:
 
     def save(self, folder: Path) -> None:
         """Write the index and its chunk table; replaces any older copy atomically enough."""
-        tmp = folder.with_name(folder.name + ".tmp")
+        # A private temporary folder: processes sharing an index folder may save at the same time.
+        tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-{threading.get_ident()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         if self.chunks:
@@ -80,8 +84,7 @@ class KeywordIndex:
         (tmp / "chunks.json").write_text(json.dumps(rows))
         (tmp / MANIFEST).write_text(json.dumps({"fingerprint": self.fingerprint, "analyzer": ANALYZER_ID,
                                                 "chunks": len(rows)}))
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
+        _replace_folder(tmp, folder)
 
     @classmethod
     def load(cls, folder: Path, fingerprint: str) -> KeywordIndex | None:
@@ -100,3 +103,15 @@ class KeywordIndex:
             return self
         except (OSError, ValueError, KeyError, IndexError):
             return None
+
+
+def _replace_folder(new: Path, folder: Path) -> None:
+    """Move `new` to `folder`, replacing what is there; a copy saved meanwhile by another process wins."""
+    old = folder.with_name(f"{folder.name}.old-{os.getpid()}-{threading.get_ident()}")
+    with contextlib.suppress(FileNotFoundError):
+        folder.rename(old)
+    try:
+        new.rename(folder)
+    except OSError:  # another process put its copy in place between our two renames
+        shutil.rmtree(new, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)

@@ -25,7 +25,7 @@ from .citations import (
 )
 from .embedding import CachedEncoder, MiniLMEncoder
 from .errors import BackendError, IndexProblemError, InvalidQuestionError
-from .indexing import INCOMPLETE, IndexReport, build_index, keyword_dir, open_store
+from .indexing import INCOMPLETE, IndexReport, build_index, keyword_dir, open_store, usable_while_written
 from .keyword import KeywordIndex
 from .models import Answer, Source
 from .retrieval import Retriever
@@ -107,7 +107,7 @@ class Assistant:
     def ensure_index(self, progress: bool = True) -> IndexReport | None:
         """Build or finish the index if it is missing, incomplete or built with other settings."""
         with self._lock:
-            if self.index_ready():
+            if self.index_ready() or usable_while_written(self.settings, self.store):
                 return None
             report = build_index(self.settings, progress=progress, encoder=self.encoder.encoder)
             self._store, self._keyword = None, None
@@ -126,7 +126,8 @@ class Assistant:
                 self._keyword = KeywordIndex.load(folder, fingerprint)
                 if self._keyword is None:
                     self._keyword = KeywordIndex(self.store.all_chunks(), fingerprint)
-                    self._keyword.save(folder)
+                    if fingerprint != INCOMPLETE:  # a run is writing: its own save will follow
+                        self._keyword.save(folder)
             return self._keyword
 
     def _fresh_fingerprint(self) -> str:
@@ -228,7 +229,9 @@ class Assistant:
         text, removed = drop_invalid_markers(text, {s.n for s in sources})
         if removed:
             warnings.append(f"removed {removed} citation marker(s) that pointed outside the sources")
-        invented = quoted_titles_not_in(text, [s.title for s in sources] + self._all_titles())
+        invented = quoted_titles_not_in(text, [s.title for s in sources])
+        if invented:  # only then against the whole collection: ~0.2 s at 100k papers
+            invented = quoted_titles_not_in(text, [s.title for s in sources] + self._all_titles())
         warnings += [f"title not in the collection: {t!r}" for t in invented]
         sentences = score_support(answer_sentences(text), sources, self.encoder.encode)
         citations = build_citations(text, sources)

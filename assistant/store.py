@@ -9,6 +9,8 @@ Every call to Chroma goes through `_Guarded`, so a broken index or an unreachabl
 
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from .repair import forget_open_store
 
 SCHEMA_VERSION = 1
 _WRITE_BATCH = 1000
+#: Seconds after its last renewal that a writer's lease on a Chroma server counts as abandoned.
+LEASE_SECONDS = 300.0
 SERVER_TIMEOUT_S = 30.0  # per request to a Chroma server; Chroma's own client never times out
 HEALTH_SAMPLE = 64  # stored vectors read back when a store is first opened
 
@@ -186,8 +190,13 @@ class IndexStore:
                 out.append(DenseHit(chunk_id, meta.get("paper_id", ""), meta.get("title", ""), doc or "", 0.0))
         return out
 
-    def add(self, chunks: list[Chunk], embeddings: list[list[float]], paper_meta: dict[str, dict]) -> None:
-        """Upsert chunks with their vectors (through llama-index's ChromaVectorStore)."""
+    def add(self, chunks: list[Chunk], embeddings: list[list[float]], paper_meta: dict[str, dict],
+            *, replace: bool = True) -> None:
+        """Upsert chunks with their vectors (through llama-index's ChromaVectorStore).
+
+        With `replace=False` the caller promises the ids are not stored yet (Chroma ignores an
+        `add` of an existing id), which saves a delete per batch on a cold build.
+        """
         from llama_index.core.schema import TextNode
         from llama_index.vector_stores.chroma import ChromaVectorStore
 
@@ -201,7 +210,8 @@ class IndexStore:
             )
             for c, e in zip(chunks, embeddings)
         ]
-        self.delete([c.chunk_id for c in chunks])
+        if replace:
+            self.delete([c.chunk_id for c in chunks])
         for start in range(0, len(nodes), _WRITE_BATCH):
             vector_store.add(nodes[start:start + _WRITE_BATCH])
 
@@ -230,6 +240,67 @@ class IndexStore:
             hits.append(DenseHit(chunk_id, meta.get("paper_id", ""), meta.get("title", ""), doc or "",
                                  1.0 - float(dist)))
         return hits
+
+    # -- writer lease (server mode) -------------------------------------------------------------
+    # A Chroma server is shared by processes that cannot share a file lock, so the writer holds a
+    # lease: a small collection whose creation is atomic on the server. It names its owner and
+    # is renewed while the run lasts, so a crashed run's lease expires.
+
+    @property
+    def _lease_name(self) -> str:
+        return f"{self.name}.writer-lease"
+
+    def acquire_lease(self, owner: str) -> str | None:
+        """Take the writer lease; returns None on success, else who holds it."""
+        from chromadb.errors import ChromaError
+
+        for _ in range(2):
+            try:
+                self._client.create_collection(self._lease_name, embedding_function=None,
+                                               metadata={"owner": owner, "renewed": time.time()})
+                return None
+            except ChromaError as exc:
+                if "exists" not in str(exc):
+                    raise self._problem(exc) from exc
+            except Exception as exc:
+                raise self._problem(exc) from exc
+            holder = self.lease_holder()
+            if holder is not None:
+                return holder
+            self._drop_lease()  # expired: take it over
+        return self.lease_holder() or "another writer"
+
+    def lease_holder(self) -> str | None:
+        """The owner of a live writer lease, or None when nobody writes."""
+        from chromadb.errors import NotFoundError
+
+        try:
+            meta = self._client.get_collection(self._lease_name, embedding_function=None).metadata or {}
+        except NotFoundError:
+            return None
+        except Exception as exc:
+            raise self._problem(exc) from exc
+        if time.time() - float(meta.get("renewed", 0.0)) > LEASE_SECONDS:
+            return None
+        return str(meta.get("owner", "another writer"))
+
+    def renew_lease(self, owner: str) -> None:
+        """Tell other processes the lease holder is still at work."""
+        try:
+            lease = self._client.get_collection(self._lease_name, embedding_function=None)
+            lease.modify(metadata={"owner": owner, "renewed": time.time()})
+        except Exception as exc:
+            raise self._problem(exc) from exc
+
+    def release_lease(self) -> None:
+        """Give the writer lease back."""
+        self._drop_lease()
+
+    def _drop_lease(self) -> None:
+        from chromadb.errors import NotFoundError
+
+        with contextlib.suppress(NotFoundError):
+            self._client.delete_collection(self._lease_name)
 
 
 class _Guarded:

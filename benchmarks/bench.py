@@ -1,0 +1,227 @@
+"""Speed and scale benchmark of papers-assistant (`make bench`).
+
+Runs every stage in its own process (see stages.py) so each stage's peak memory (RSS) is its own,
+prints a table and writes the figures to benchmarks/results/bench-<time>.json. Ratios come from
+one run on one machine: compare them, not absolute times, across machines.
+
+  python benchmarks/bench.py                      # everything, 10k and 100k synthetic papers
+  python benchmarks/bench.py --papers 10000       # scale test at 10k only
+  python benchmarks/bench.py --papers ''          # no scale test
+
+Synthetic collections are kept in --cache (default benchmarks/.cache) and reused while the
+real index they were made from is unchanged.
+
+Further sections plug in as modules in this folder named in EXTRA_SECTIONS, each with
+`run(index_dir: Path, workdir: Path) -> list[dict]` returning table rows {"stage": str,
+"figure": str, "peak_rss_mib": float (optional)} (kept in the JSON under "extra"); they run after
+the core stages, on the freshly built index, when the module is present. The chat load test
+plugs in this way as `benchmarks/chat_load.py`, written with the chat UI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+QUESTIONS = ROOT / "evals" / "dev.jsonl"
+WARMUP = ROOT / "evals" / "test.jsonl"
+N_QUESTIONS, N_WARMUP = 30, 3
+EXTRA_SECTIONS = ("chat_load",)
+TARGETS = {"build_over_floor": 1.3, "reindex_s": 2.0, "p95_ms_100k": 300.0, "rss_mib_100k": 4096.0}
+
+
+def _clean_env() -> dict[str, str]:
+    """The caller's environment without ASSISTANT_* settings (a Chroma URL must not leak in)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def run_stage(workdir: Path, stage: str, *args: str) -> dict:
+    """Run one stage in a fresh process; its result plus wall time and the process's peak RSS."""
+    out = workdir / f"{stage}-{time.monotonic_ns()}.json"
+    log = workdir / f"{stage}.log"
+    cmd = [sys.executable, str(HERE / "stages.py"), stage, str(out), *args]
+    result = _run(cmd, log)
+    if result["status"] != 0:
+        raise SystemExit(f"stage {stage} failed (exit {result['status']}); see its log:\n{log.read_text()[-3000:]}")
+    return {**json.loads(out.read_text()), "wall_s": result["wall_s"], "peak_rss_mib": result["peak_rss_mib"]}
+
+
+def _run(cmd: list[str], log: Path, env_extra: dict[str, str] | None = None) -> dict:
+    started = time.perf_counter()
+    with open(log, "w") as handle:
+        proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**_clean_env(), **(env_extra or {})})
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return {"status": proc.returncode, "wall_s": time.perf_counter() - started,
+            "peak_rss_mib": usage.ru_maxrss / 1024}
+
+
+def first_answer(workdir: Path, index_dir: Path) -> dict:
+    """Process start to first answer: `assistant ask --json` on a built index, in a new process."""
+    question = json.loads(QUESTIONS.read_text().splitlines()[0])["question"]
+    log = workdir / "ask.log"
+    result = _run([sys.executable, "-m", "assistant", "ask", question, "--json"], log,
+                  {"ASSISTANT_INDEX_DIR": str(index_dir)})
+    if result["status"] != 0:
+        raise SystemExit(f"`assistant ask` failed:\n{log.read_text()[-3000:]}")
+    return result
+
+
+def synthetic_index(workdir: Path, cache: Path, papers: int, real_index: Path, real_fingerprint: str) -> dict:
+    """A synthetic collection of `papers` papers, reused from the cache when still valid."""
+    out = cache / f"synthetic-{papers}"
+    marker = out / "synthetic.json"
+    from assistant.text import ANALYZER_ID
+
+    if marker.exists():
+        made = json.loads(marker.read_text())
+        if (made.get("real_fingerprint"), made.get("analyzer")) == (real_fingerprint, ANALYZER_ID):
+            return {**made, "reused": True, "index_dir": str(out)}
+    shutil.rmtree(out, ignore_errors=True)
+    result = run_stage(workdir, "synthetic", str(papers), str(real_index), str(out))
+    result.update(real_fingerprint=real_fingerprint, analyzer=ANALYZER_ID)
+    marker.write_text(json.dumps(result))
+    return {**result, "reused": False, "index_dir": str(out)}
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    import onnxruntime
+
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
+            "onnxruntime": onnxruntime.__version__, "load_average_at_start": list(os.getloadavg()),
+            "embed_threads_env": os.environ.get("ASSISTANT_EMBED_THREADS")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="papers-assistant speed and scale benchmark")
+    parser.add_argument("--papers", default="10000,100000", help="synthetic collection sizes, comma-separated")
+    parser.add_argument("--cache", type=Path, default=HERE / ".cache", help="where synthetic collections are kept")
+    parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for the JSON result")
+    args = parser.parse_args()
+    sizes = [int(p) for p in args.papers.split(",") if p.strip()]
+    results: dict = {"machine": machine(), "stages": {}}
+    stages = results["stages"]
+    workdir = Path(tempfile.mkdtemp(prefix="assistant-bench-"))
+    index_dir = workdir / "index"
+    questions, warmup = _subset(QUESTIONS, N_QUESTIONS, workdir), _subset(WARMUP, N_WARMUP, workdir)
+    try:
+        _step("cold build of the bundled corpus")
+        stages["cold_build"] = run_stage(workdir, "cold_build", str(index_dir))
+        _step("raw embedding of the same chunks (the floor)")
+        stages["embed_floor"] = run_stage(workdir, "embed_floor")
+        _step("re-index of the unchanged corpus")
+        stages["reindex"] = run_stage(workdir, "reindex", str(index_dir))
+        _step("process start to first answer (`assistant ask`)")
+        stages["first_answer"] = first_answer(workdir, index_dir)
+        _step(f"warm answer() latency, {N_QUESTIONS} questions")
+        stages["answer_warm"] = run_stage(workdir, "answer_warm", str(index_dir), str(questions), str(warmup))
+        for papers in sizes:
+            _step(f"synthetic collection of {papers} papers")
+            made = synthetic_index(workdir, args.cache, papers, index_dir, stages["cold_build"]["fingerprint"])
+            stages[f"synthetic_{papers}"] = made
+            _step(f"warm answer() latency at {papers} synthetic papers")
+            stages[f"answer_warm_{papers}"] = run_stage(workdir, "answer_warm", made["index_dir"], str(questions),
+                                                        str(warmup))
+        results["extra"] = _extra_sections(index_dir, workdir)
+    finally:
+        results["machine"]["load_average_at_end"] = list(os.getloadavg())
+        shutil.rmtree(workdir, ignore_errors=True)
+    results["ratios"] = _ratios(stages)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(render(results))
+    print(f"\nwritten to {path}")
+
+
+def _subset(path: Path, n: int, workdir: Path) -> Path:
+    out = workdir / path.name
+    out.write_text("\n".join(path.read_text().splitlines()[:n]) + "\n")
+    return out
+
+
+def _step(text: str) -> None:
+    print(f"- {text} ...", file=sys.stderr, flush=True)
+
+
+def _extra_sections(index_dir: Path, workdir: Path) -> list[dict]:
+    rows: list[dict] = []
+    sys.path.insert(0, str(HERE))
+    for name in EXTRA_SECTIONS:
+        if (HERE / f"{name}.py").exists():
+            _step(f"section {name}")
+            rows += importlib.import_module(name).run(index_dir, workdir)
+    return rows
+
+
+def _ratios(stages: dict) -> dict:
+    build, floor = stages["cold_build"], stages["embed_floor"]
+    out = {"build_over_floor": build["seconds"] / floor["seconds"]}
+    for key, value in stages.items():
+        if key.startswith("answer_warm_"):
+            out[f"p95_{key[12:]}_over_p95_real"] = value["p95_ms"] / stages["answer_warm"]["p95_ms"]
+    return out
+
+
+def render(results: dict) -> str:
+    """The benchmark as a Markdown table."""
+    s = results["stages"]
+    rows = [("stage", "figure", "peak RSS")]
+
+    def mib(stage: dict) -> str:
+        return f"{stage['peak_rss_mib']:.0f} MiB" if "peak_rss_mib" in stage else ""
+
+    b, f, r = s["cold_build"], s["embed_floor"], s["reindex"]
+    rows += [
+        (f"cold index build ({b['chunks']} chunks, {b['papers']} papers)",
+         f"{b['seconds']:.1f} s, {b['chunks'] / b['seconds']:.1f} chunks/s "
+         f"(= {results['ratios']['build_over_floor']:.2f}x the floor; imports {b['import_s']:.1f} s more)", mib(b)),
+        ("raw embedding of the same chunks (floor)",
+         f"{f['seconds']:.1f} s, {f['chunks'] / f['seconds']:.1f} chunks/s, {f['tokens'] / f['seconds']:.0f} "
+         f"tokens/s, {f['threads']} threads", mib(f)),
+        ("re-index, unchanged corpus", f"{r['seconds']:.2f} s (0 chunks embedded)", mib(r)),
+        ("`assistant ask` process start to first answer", f"{s['first_answer']['wall_s']:.1f} s",
+         mib(s["first_answer"])),
+    ]
+    for key in ["answer_warm"] + [k for k in s if k.startswith("answer_warm_")]:
+        a = s[key]
+        label = "real corpus" if key == "answer_warm" else f"{int(key[12:]):,} synthetic papers"
+        rows.append((f"answer() warm, extractive, {label} ({a['chunks']:,} chunks)",
+                     f"p50 {a['p50_ms']:.0f} ms, p95 {a['p95_ms']:.0f} ms (retrieval p50 "
+                     f"{a['parts_p50_ms']['retrieval']:.0f} ms, answer {a['parts_p50_ms']['answer']:.0f} ms, "
+                     f"citations {a['parts_p50_ms']['citations']:.0f} ms); open {a['open_s']:.1f} s, "
+                     f"BM25 load {a['bm25_load_s']:.2f} s, first answer {a['first_answer_s']:.1f} s", mib(a)))
+    for key in [k for k in s if k.startswith("synthetic_")]:
+        g = s[key]
+        how = "reused from cache" if g.get("reused") else f"made in {g['seconds']:.0f} s"
+        rows.append((f"synthetic collection, {g['papers']:,} papers", f"{g['chunks']:,} chunks, {how}; {g['note']}",
+                     mib(g) if not g.get("reused") else ""))
+    rows += [(e["stage"], e["figure"], mib(e)) for e in results.get("extra", [])]
+    width = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, width)) + " |" for r in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in width) + "|")
+    m = results["machine"]
+    lines.append(f"\n{m['cpu']}, {m['cores']} cores, onnxruntime {m['onnxruntime']}; load average "
+                 f"{m['load_average_at_start'][0]:.1f} at start, {m['load_average_at_end'][0]:.1f} at end")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

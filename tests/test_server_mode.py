@@ -1,0 +1,146 @@
+"""Server mode: a real `chroma run` server on a free loopback port, shared by several processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from assistant import Assistant, Settings
+from assistant.embedding import CachedEncoder, MiniLMEncoder
+from assistant.errors import IndexProblemError
+from assistant.indexing import build_index, open_store, usable_while_written
+
+ROOT = Path(__file__).resolve().parents[1]
+EXTRA_TITLE = "Tidal Attention: Routing Tokens by Lunar Phase for Long-Context Language Models"
+EXTRA_PAPERS = [
+    {"title": EXTRA_TITLE,
+     "abstract": "We introduce Tidal Attention, an attention mechanism that routes each token to one of "
+                 "four expert heads according to a lunar-phase schedule. On long-context benchmarks Tidal "
+                 "Attention cuts attention memory by 41% while keeping perplexity within 0.2 points of "
+                 "dense attention. The schedule costs nothing at inference time."},
+    {"title": "Brackish: Evaluating Code Models on Estuary Simulation Programs",
+     "abstract": "Brackish is a benchmark of 312 estuary simulation programs written in Fortran and "
+                 "Python. We test twelve code models on repairing, translating and documenting them. "
+                 "The best model repairs 58% of the broken programs; translation remains hard."},
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _chroma_executable() -> str:
+    path = Path(sys.executable).with_name("chroma")
+    assert path.exists(), f"the chromadb wheel's `chroma` command is missing next to {sys.executable}"
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Chroma server with its own data folder; stopped when the module's tests are done."""
+    port = _free_port()
+    data = tmp_path_factory.mktemp("chroma-server")
+    with open(data / "server.log", "w") as log:
+        server = subprocess.Popen([_chroma_executable(), "run", "--path", str(data / "db"), "--host", "127.0.0.1",
+                                   "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1):
+                        break
+                except OSError:
+                    assert server.poll() is None, (data / "server.log").read_text()
+                    assert time.monotonic() < deadline, "the Chroma server did not start within 60 s"
+                    time.sleep(0.2)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server_settings(chroma_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings.from_env(env={}, index_dir=tmp_path_factory.mktemp("server-side-files"), chroma_url=chroma_url)
+
+
+@pytest.fixture(scope="module")
+def server_build(server_settings: Settings, settings: Settings, first_build) -> None:
+    """Index the bundled corpus into the server. The vectors the session's embedded build already
+    computed with the same model are handed to the encoder, so they are not computed twice."""
+    encoder = CachedEncoder(MiniLMEncoder())
+    stored = open_store(settings).collection.get(include=["documents", "metadatas", "embeddings"])
+    encoder.remember([f"{m['title']}\n{d}" for d, m in zip(stored["documents"], stored["metadatas"])],
+                     stored["embeddings"])
+    report = build_index(server_settings, progress=False, encoder=encoder)
+    assert report.added == first_build.chunks
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "assistant", *args], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_index_and_answer_through_the_server(server_settings: Settings, server_build: None, first_build) -> None:
+    store = open_store(server_settings)
+    assert store.count() == first_build.chunks
+    assert store.mismatch() is None
+    assert not (Path(server_settings.index_dir) / "chroma.sqlite3").exists(), "vectors must live on the server"
+    assistant = Assistant(server_settings)
+    result = assistant.answer("How does ShadowKV reduce the memory of the KV cache?")
+    assert not result.refused
+    assert any("ShadowKV" in c.title for c in result.citations)
+    again = build_index(server_settings, progress=False)
+    assert (again.added, again.removed, again.unchanged) == (0, 0, first_build.chunks)
+
+
+def test_processes_share_one_server(server_settings: Settings, server_build: None, first_build,
+                                    tmp_path: Path) -> None:
+    """Two answering processes and an indexing run (adding papers) at once, on one server."""
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text("".join(json.dumps(p) + "\n" for p in EXTRA_PAPERS))
+    env = {**os.environ, "ASSISTANT_CHROMA_URL": server_settings.chroma_url,
+           "ASSISTANT_INDEX_DIR": str(server_settings.index_dir), "PYTHONPATH": str(ROOT)}
+    questions = ["How does ShadowKV reduce the memory of the KV cache?",
+                 "Which optimizer found by program search uses only momentum and the sign operation?"]
+    procs = [_cli(env, "index", "--quiet", str(extra))] + [_cli(env, "ask", q, "--json") for q in questions]
+    outputs = [p.communicate(timeout=400) for p in procs]
+    for proc, (_, err) in zip(procs, outputs):
+        assert proc.returncode == 0, f"{proc.args[3:]} failed: {err[-2000:]}"
+    assert "2 added" in outputs[0][0]
+    answers = [json.loads(out) for out, _ in outputs[1:]]
+    assert all(a["backend"] == "extractive" and a["sources"] for a in answers)
+    assert any("ShadowKV" in s["title"] for s in answers[0]["sources"])
+    store = open_store(server_settings)
+    assert store.count() == first_build.chunks + 2
+    assert store.lease_holder() is None, "the indexing run must give its lease back"
+    result = Assistant(server_settings).answer("Which attention mechanism routes tokens by a lunar-phase schedule?")
+    assert result.sources[0].title == EXTRA_TITLE
+
+
+def test_a_second_writer_is_refused_while_the_lease_is_held(server_settings: Settings, server_build: None) -> None:
+    store = open_store(server_settings)
+    assert store.acquire_lease("other-host:4242") is None
+    try:
+        with pytest.raises(IndexProblemError, match="other-host:4242"):
+            build_index(server_settings, progress=False)
+        assert usable_while_written(server_settings, store), "readers keep answering from the stored chunks"
+    finally:
+        store.release_lease()
+    assert not usable_while_written(server_settings, store)
+
+
+def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
+    settings = Settings.from_env(env={}, index_dir=tmp_path, chroma_url=f"http://127.0.0.1:{_free_port()}")
+    with pytest.raises(IndexProblemError, match="cannot reach the Chroma server"):
+        Assistant(settings).answer("What is Mamba?")
