@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from llama_index.core.base.embeddings.base import BaseEmbedding
-from pydantic import PrivateAttr
 
 EMBEDDER_ID = "all-MiniLM-L6-v2-int8-onnx/mean-pool/max256"
 DIMENSIONS = 384
@@ -117,33 +115,6 @@ def _length_batches(order: list[int], lengths: list[int]) -> list[list[int]]:
     if current:
         batches.append(current)
     return batches
-
-
-class MiniLMEmbedding(BaseEmbedding):
-    """llama-index adapter for `MiniLMEncoder`, so the embedder plugs into llama-index pipelines."""
-
-    model_name: str = EMBEDDER_ID
-    _encoder: MiniLMEncoder = PrivateAttr()
-
-    def __init__(self, encoder: MiniLMEncoder | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._encoder = encoder or MiniLMEncoder()
-
-    @property
-    def encoder(self) -> MiniLMEncoder:
-        return self._encoder
-
-    def _get_query_embedding(self, query: str) -> list[float]:
-        return self._encoder.encode([query])[0].tolist()
-
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self._encoder.encode([text])[0].tolist()
-
-    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return self._encoder.encode(texts).tolist()
-
-    async def _aget_query_embedding(self, query: str) -> list[float]:
-        return self._get_query_embedding(query)
 
 
 class CachedEncoder:

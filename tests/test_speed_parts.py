@@ -117,7 +117,7 @@ def test_keyword_index_saves_from_many_threads(tmp_path: Path) -> None:
 def test_writer_lock_refuses_a_second_run_but_readers_go_on(settings: Settings, first_build) -> None:
     store = open_store(settings)
     assert not usable_while_written(settings, store)
-    with index_lock(settings, store):
+    with index_lock(settings):
         with pytest.raises(IndexProblemError, match="another `assistant index` run"):
             build_index(settings, progress=False)
         assert usable_while_written(settings, store)
