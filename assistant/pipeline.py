@@ -85,6 +85,7 @@ class Assistant:
         self._store: IndexStore | None = None
         self._keyword: KeywordIndex | None = None
         self._keyword_checked = 0.0
+        self._ready_checked = -KEYWORD_CHECK_SECONDS
         self._answerers: dict[tuple[str, Settings], Answerer] = {}
 
     # -- index -------------------------------------------------------------------------------
@@ -107,7 +108,11 @@ class Assistant:
     def ensure_index(self, progress: bool = True) -> IndexReport | None:
         """Build or finish the index if it is missing, incomplete or built with other settings."""
         with self._lock:
+            # Checked at most every few seconds: counting a large collection costs ~20 ms at 100k papers.
+            if time.monotonic() - self._ready_checked < KEYWORD_CHECK_SECONDS:
+                return None
             if self.index_ready() or usable_while_written(self.settings, self.store):
+                self._ready_checked = time.monotonic()
                 return None
             report = build_index(self.settings, progress=progress, encoder=self.encoder.encoder)
             self._store, self._keyword = None, None
