@@ -300,14 +300,17 @@ def _embed_and_store(store: IndexStore, chunks: list[Chunk], paper_meta: dict[st
                file=sys.stderr)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chroma-writer") as writer:
         pending: Future | None = None
+        pending_size = 0
         for start in range(0, len(chunks), EMBED_BATCH):
             batch = chunks[start:start + EMBED_BATCH]
             vectors = encoder.encode([c.embed_text for c in batch])
             if pending is not None:
                 pending.result()  # one write in flight at most; a failed write stops the run
+                bar.update(pending_size)  # the bar counts stored chunks, which a killed run keeps
             pending = writer.submit(store.add, batch, vectors.tolist(), paper_meta, replace=False)
+            pending_size = len(batch)
             renew()
-            bar.update(len(batch))
         if pending is not None:
             pending.result()
+            bar.update(pending_size)
     bar.close()

@@ -114,7 +114,7 @@ def test_second_index_run_is_refused_while_one_is_writing(tmp_path: Path, small_
                               capture_output=True, text=True, timeout=300, cwd=tmp_path)
         with pytest.raises(IndexProblemError, match="another `assistant index` run is writing"):
             build_index(settings, [small_corpus], progress=False)
-        with pytest.raises(IndexProblemError, match="another `assistant index` run is writing"):
+        with pytest.raises(IndexProblemError, match="being built by another process; try again"):
             Assistant(settings).ensure_index(progress=False)  # `ask` on a missing index builds it
     assert (done.returncode, done.stdout) == (cli.EXIT_FAILURE, "")
     assert done.stderr == f"error: another `assistant index` run is writing to {index}; wait for it to finish\n"
@@ -150,13 +150,20 @@ def test_damaged_index_is_named_at_start_and_rebuild_repairs_it(
     damage(folder, kind)
     settings = own_settings(folder)
 
-    with pytest.raises(IndexProblemError) as exc:
-        Assistant(settings).answer(QUESTION)
-    assert "Rebuild it with `assistant index --rebuild`" in str(exc.value) and "\n" not in str(exc.value)
     monkeypatch.setenv("ASSISTANT_INCLUDE_BUNDLED", "0")
-    assert cli.main(["ask", QUESTION, "--index-dir", str(folder)]) == cli.EXIT_FAILURE
-    out, err = capsys.readouterr()
-    assert out == "" and err.count("\n") == 1 and "assistant index --rebuild" in err
+    try:
+        answer = Assistant(settings).answer(QUESTION)
+    except IndexProblemError as exc:
+        assert "Rebuild it with `assistant index --rebuild`" in str(exc) and "\n" not in str(exc)
+        assert cli.main(["ask", QUESTION, "--index-dir", str(folder)]) == cli.EXIT_FAILURE
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and "assistant index --rebuild" in err
+    else:
+        # Chroma keeps recent vectors in its log until its HNSW segment is next persisted, and
+        # rebuilds a missing segment from that log: then nothing was lost and the answer is whole.
+        assert kind == "vector segment deleted"
+        assert open_store(settings).count() == open_store(own_settings(index_dir)).count()
+        assert answer.citations and not answer.refused
 
     assert cli.main(["index", "--rebuild", "--quiet", "--index-dir", str(folder), str(small_corpus)]) == 0
     out, _ = capsys.readouterr()
