@@ -7,6 +7,7 @@ abstract still says which paper it is about. Sizes keep title + chunk inside the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -78,10 +79,20 @@ def chunk_papers(papers: list[Paper], chunk_size: int, chunk_overlap: int,
         used[key] = pieces
         out += _chunks(paper, pieces)
     if cache_file is not None and used != cache:
-        tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(used))
-        tmp.replace(cache_file)
+        _write_cache(cache_file, used)
     return out
+
+
+def _write_cache(cache_file: Path, pieces: dict[str, list[str]]) -> None:
+    """Replace the cache file atomically; a cache that cannot be written is skipped (it only saves time)."""
+    tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(pieces))
+        tmp.replace(cache_file)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def _valid(pieces: object) -> list[str] | None:
