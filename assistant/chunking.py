@@ -7,6 +7,7 @@ abstract still says which paper it is about. Sizes keep title + chunk inside the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -83,14 +84,15 @@ def chunk_papers(papers: list[Paper], chunk_size: int, chunk_overlap: int,
 
 
 def _write_cache(cache_file: Path, pieces: dict[str, list[str]]) -> None:
-    """Save the cache atomically; a cache that cannot be written only costs speed next time."""
+    """Replace the cache file atomically; a cache that cannot be written is skipped (it only saves time)."""
     tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(pieces))
         tmp.replace(cache_file)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def _valid(pieces: object) -> list[str] | None:

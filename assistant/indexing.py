@@ -167,8 +167,8 @@ def usable_while_written(settings: Settings, store: IndexStore) -> bool:
         return False
     if store.exists() and store.count() > 0 and store.mismatch() is None:
         return True
-    raise IndexProblemError(f"the index at {store.location} is being built by another process; "
-                            "try again when it has finished")
+    raise IndexProblemError(f"another `assistant index` run is writing to {store.location} and nothing is "
+                            "stored yet; try again when it has finished")
 
 
 def _flat_metadata(paper: Paper) -> dict[str, Any]:
@@ -247,8 +247,6 @@ def build_index(settings: Settings, paths: Sequence[str | Path] = (), *, rebuild
             store.set_fingerprint(INCOMPLETE)
             _save_sources(store, sources)  # first, so that a run after a crash knows what to finish
             t = time.perf_counter()
-            # Changed chunks are deleted up front, so every batch is a plain add (no delete per batch).
-            store.delete([c.chunk_id for c in todo if c.chunk_id in stored])
             _embed_and_store(store, todo, {p.paper_id: _flat_metadata(p) for p in corpus.papers},
                              encoder or MiniLMEncoder(), progress, renew)
             report.seconds["embed+store"] = time.perf_counter() - t
@@ -299,18 +297,20 @@ def _embed_and_store(store: IndexStore, chunks: list[Chunk], paper_meta: dict[st
     bar = tqdm(total=len(chunks), desc="Embedding chunks", unit="chunk", disable=not progress or not chunks,
                file=sys.stderr)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chroma-writer") as writer:
-        pending: Future | None = None
-        pending_size = 0
+        pending: tuple[Future, int] | None = None
         for start in range(0, len(chunks), EMBED_BATCH):
             batch = chunks[start:start + EMBED_BATCH]
             vectors = encoder.encode([c.embed_text for c in batch])
             if pending is not None:
-                pending.result()  # one write in flight at most; a failed write stops the run
-                bar.update(pending_size)  # the bar counts stored chunks, which a killed run keeps
-            pending = writer.submit(store.add, batch, vectors.tolist(), paper_meta, replace=False)
-            pending_size = len(batch)
+                _stored(pending, bar)  # one write in flight at most; a failed write stops the run
+            pending = writer.submit(store.add, batch, vectors.tolist(), paper_meta), len(batch)
             renew()
         if pending is not None:
-            pending.result()
-            bar.update(pending_size)
+            _stored(pending, bar)
     bar.close()
+
+
+def _stored(write: tuple[Future, int], bar: Any) -> None:
+    """Wait for a batch's write; the progress bar counts stored chunks, not embedded ones."""
+    write[0].result()
+    bar.update(write[1])

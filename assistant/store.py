@@ -190,13 +190,8 @@ class IndexStore:
                 out.append(DenseHit(chunk_id, meta.get("paper_id", ""), meta.get("title", ""), doc or "", 0.0))
         return out
 
-    def add(self, chunks: list[Chunk], embeddings: list[list[float]], paper_meta: dict[str, dict],
-            *, replace: bool = True) -> None:
-        """Upsert chunks with their vectors (through llama-index's ChromaVectorStore).
-
-        With `replace=False` the caller promises the ids are not stored yet (Chroma ignores an
-        `add` of an existing id), which saves a delete per batch on a cold build.
-        """
+    def add(self, chunks: list[Chunk], embeddings: list[list[float]], paper_meta: dict[str, dict]) -> None:
+        """Upsert chunks with their vectors (through llama-index's ChromaVectorStore)."""
         from llama_index.core.schema import TextNode
         from llama_index.vector_stores.chroma import ChromaVectorStore
 
@@ -210,8 +205,7 @@ class IndexStore:
             )
             for c, e in zip(chunks, embeddings)
         ]
-        if replace:
-            self.delete([c.chunk_id for c in chunks])
+        self.delete([c.chunk_id for c in chunks])
         for start in range(0, len(nodes), _WRITE_BATCH):
             vector_store.add(nodes[start:start + _WRITE_BATCH])
 

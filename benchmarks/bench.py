@@ -11,17 +11,15 @@ one run on one machine: compare them, not absolute times, across machines.
 Synthetic collections are kept in --cache (default benchmarks/.cache) and reused while the
 real index they were made from is unchanged.
 
-Further sections plug in as modules in this folder named in EXTRA_SECTIONS, each with
-`run(index_dir: Path, workdir: Path) -> list[dict]` returning table rows {"stage": str,
-"figure": str, "peak_rss_mib": float (optional)} (kept in the JSON under "extra"); they run after
-the core stages, on the freshly built index, when the module is present. The chat load test
-plugs in this way as `benchmarks/chat_load.py`, written with the chat UI.
+  python benchmarks/bench.py --chat-load 20       # also the chat's load test (benchmarks/load_chat.py)
+
+The chat's load test belongs to the chat work (`make load`); with --chat-load N the benchmark runs
+it too, against a chat serving the index it has just built, and adds its row to the table.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import platform
@@ -37,7 +35,6 @@ ROOT = HERE.parent
 QUESTIONS = ROOT / "evals" / "dev.jsonl"
 WARMUP = ROOT / "evals" / "test.jsonl"
 N_QUESTIONS, N_WARMUP = 30, 3
-EXTRA_SECTIONS = ("chat_load",)
 TARGETS = {"build_over_floor": 1.3, "reindex_s": 2.0, "p95_ms_100k": 300.0, "rss_mib_100k": 4096.0}
 
 
@@ -98,6 +95,27 @@ def synthetic_index(workdir: Path, cache: Path, papers: int, real_index: Path, r
     return {**result, "reused": False, "index_dir": str(out)}
 
 
+def chat_load(workdir: Path, index_dir: Path, questions: int) -> dict:
+    """The chat's own load test (load_chat.py) against `assistant chat` on the bench's index."""
+    sys.path.insert(0, str(HERE))
+    import load_chat
+
+    port = load_chat.free_port()
+    url = f"http://127.0.0.1:{port}/"
+    with open(workdir / "chat.log", "w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "assistant", "chat", "--port", str(port)], cwd=ROOT,
+                                  env={**_clean_env(), "ASSISTANT_INDEX_DIR": str(index_dir)}, stdout=log,
+                                  stderr=subprocess.STDOUT)
+        try:
+            load_chat.wait_for(url, 600)
+            figures = load_chat.run(url, questions, questions, 180.0)
+        finally:
+            server.terminate()
+            _, _, usage = os.wait4(server.pid, 0)
+            server.returncode = 0
+    return {**figures, "peak_rss_mib": usage.ru_maxrss / 1024}
+
+
 def machine() -> dict:
     """What the figures were measured on."""
     import onnxruntime
@@ -114,6 +132,8 @@ def main() -> None:
     parser.add_argument("--papers", default="10000,100000", help="synthetic collection sizes, comma-separated")
     parser.add_argument("--cache", type=Path, default=HERE / ".cache", help="where synthetic collections are kept")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for the JSON result")
+    parser.add_argument("--chat-load", type=int, default=0, metavar="N",
+                        help="also run the chat load test with N concurrent questions")
     args = parser.parse_args()
     sizes = [int(p) for p in args.papers.split(",") if p.strip()]
     results: dict = {"machine": machine(), "stages": {}}
@@ -139,7 +159,9 @@ def main() -> None:
             _step(f"warm answer() latency at {papers} synthetic papers")
             stages[f"answer_warm_{papers}"] = run_stage(workdir, "answer_warm", made["index_dir"], str(questions),
                                                         str(warmup))
-        results["extra"] = _extra_sections(index_dir, workdir)
+        if args.chat_load:
+            _step(f"chat load test, {args.chat_load} concurrent questions")
+            stages["chat_load"] = chat_load(workdir, index_dir, args.chat_load)
     finally:
         results["machine"]["load_average_at_end"] = list(os.getloadavg())
         shutil.rmtree(workdir, ignore_errors=True)
@@ -161,19 +183,10 @@ def _step(text: str) -> None:
     print(f"- {text} ...", file=sys.stderr, flush=True)
 
 
-def _extra_sections(index_dir: Path, workdir: Path) -> list[dict]:
-    rows: list[dict] = []
-    sys.path.insert(0, str(HERE))
-    for name in EXTRA_SECTIONS:
-        if (HERE / f"{name}.py").exists():
-            _step(f"section {name}")
-            rows += importlib.import_module(name).run(index_dir, workdir)
-    return rows
-
-
 def _ratios(stages: dict) -> dict:
     build, floor = stages["cold_build"], stages["embed_floor"]
-    out = {"build_over_floor": build["seconds"] / floor["seconds"]}
+    out = {"build_over_floor": build["seconds"] / floor["seconds"],
+           "build_over_floor_cpu": build["cpu_s"] / floor["cpu_s"]}
     for key, value in stages.items():
         if key.startswith("answer_warm_"):
             out[f"p95_{key[12:]}_over_p95_real"] = value["p95_ms"] / stages["answer_warm"]["p95_ms"]
@@ -192,7 +205,8 @@ def render(results: dict) -> str:
     rows += [
         (f"cold index build ({b['chunks']} chunks, {b['papers']} papers)",
          f"{b['seconds']:.1f} s, {b['chunks'] / b['seconds']:.1f} chunks/s "
-         f"(= {results['ratios']['build_over_floor']:.2f}x the floor; imports {b['import_s']:.1f} s more)", mib(b)),
+         f"(= {results['ratios']['build_over_floor']:.2f}x the floor's time, "
+         f"{results['ratios']['build_over_floor_cpu']:.2f}x its CPU time)", mib(b)),
         ("raw embedding of the same chunks (floor)",
          f"{f['seconds']:.1f} s, {f['chunks'] / f['seconds']:.1f} chunks/s, {f['tokens'] / f['seconds']:.0f} "
          f"tokens/s, {f['threads']} threads", mib(f)),
@@ -213,7 +227,11 @@ def render(results: dict) -> str:
         how = "reused from cache" if g.get("reused") else f"made in {g['seconds']:.0f} s"
         rows.append((f"synthetic collection, {g['papers']:,} papers", f"{g['chunks']:,} chunks, {how}; {g['note']}",
                      mib(g) if not g.get("reused") else ""))
-    rows += [(e["stage"], e["figure"], mib(e)) for e in results.get("extra", [])]
+    if "chat_load" in s:
+        c = s["chat_load"]
+        rows.append((f"chat load test, {c['clients']} concurrent questions",
+                     f"{c['throughput_qps']} questions/s, latency p50 {c['latency_p50_s']} s, p95 "
+                     f"{c['latency_p95_s']} s, {c['errors']} errors", mib(c)))
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, width)) + " |" for r in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in width) + "|")

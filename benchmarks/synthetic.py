@@ -180,7 +180,7 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
                                 hashlib.sha1(embedded.encode()).hexdigest()[:16]))
         vectors.append(vecs)
         if len(chunks) >= batch or number == papers - 1:
-            store.add(chunks, np.concatenate(vectors).tolist(), meta, replace=False)
+            store.add(chunks, np.concatenate(vectors).tolist(), meta)
             keyword_rows += [DenseHit(c.chunk_id, c.paper_id, c.title, c.text, 0.0) for c in chunks]
             chunks, vectors, meta = [], [], {}
             if progress:

@@ -4,6 +4,8 @@ the overlapped index writes, concurrent keyword-index saves and the writer lock.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -124,8 +126,8 @@ def test_writer_lock_refuses_a_second_run_but_readers_go_on(settings: Settings, 
 
 
 def test_changed_chunks_are_replaced(tmp_path: Path, settings: Settings, first_build) -> None:
-    """Changed chunks are deleted up front and written by the background writer; a second run
-    finds everything in place. Works on a copy of the session index."""
+    """A changed chunk is replaced through the background writer; a second run finds everything
+    in place. Works on a copy of the session index."""
     shutil.copytree(settings.index_dir, tmp_path / "index")
     settings = settings.with_(index_dir=tmp_path / "index")
     extra = tmp_path / "extra.jsonl"
@@ -156,3 +158,21 @@ class _Counting:
     def encode(self, texts: list[str]) -> np.ndarray:
         self.texts += len(texts)
         return self.encoder.encode(texts)
+
+
+def test_llama_index_adapter_gives_the_encoder_vectors(encoder: MiniLMEncoder) -> None:
+    from assistant.llama_embedding import MiniLMEmbedding
+
+    adapter = MiniLMEmbedding(encoder)
+    texts = ["KV cache compression", "A second text about retrieval."]
+    np.testing.assert_allclose(adapter.get_text_embedding_batch(texts), encoder.encode(texts), atol=1e-6)
+    np.testing.assert_allclose(adapter.get_query_embedding(texts[0]), encoder.encode(texts[:1])[0], atol=1e-6)
+
+
+def test_answering_does_not_load_llama_index() -> None:
+    """llama-index costs ~1.4 s to import; only indexing needs it."""
+    code = ("import sys, assistant.pipeline, assistant.cli; "
+            "print(sorted(m for m in sys.modules if m.startswith('llama_index.core')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr
