@@ -114,7 +114,7 @@ def test_second_index_run_is_refused_while_one_is_writing(tmp_path: Path, small_
                               capture_output=True, text=True, timeout=300, cwd=tmp_path)
         with pytest.raises(IndexProblemError, match="another `assistant index` run is writing"):
             build_index(settings, [small_corpus], progress=False)
-        with pytest.raises(IndexProblemError, match="being built by another process; try again"):
+        with pytest.raises(IndexProblemError, match="another `assistant index` run is writing"):
             Assistant(settings).ensure_index(progress=False)  # `ask` on a missing index builds it
     assert (done.returncode, done.stdout) == (cli.EXIT_FAILURE, "")
     assert done.stderr == f"error: another `assistant index` run is writing to {index}; wait for it to finish\n"
