@@ -32,7 +32,8 @@ SECOND_RELATIVE = 0.75
 BACKGROUND_PENALTY = 0.1
 MAX_SENTENCES = 6
 #: Sentences embedded per source: the best by lexical coverage (embedding is the slow part).
-PREFILTER_PER_SOURCE = 5
+#: 3 gives the same eval figures as 5 on both splits and p95 171 vs 205 ms at 100k papers.
+PREFILTER_PER_SOURCE = 3
 FIGURE_BONUS = 0.2
 
 _NUMERIC = re.compile(
