@@ -175,7 +175,7 @@ class Assistant:
         """Numbered sources (one per paper) for a question."""
         self.ensure_index()
         hits = self.retriever.retrieve(question, top_k or self.settings.top_k, retrieval)
-        best_chunks = [max(h.chunks, key=lambda c: c.dense + c.keyword / 100).chunk_id for h in hits]
+        best_chunks = [h.best_chunk.chunk_id for h in hits]
         meta = self._chunk_metadata(best_chunks)
         return [Source(n, h.title, h.paper_id, h.passage, round(h.score, 6),
                        {"dense": round(h.dense, 4), "keyword": round(h.keyword, 4), **meta.get(cid, {})})

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .embedding import CachedEncoder, MiniLMEncoder
-from .keyword import KeywordIndex
-from .store import IndexStore
+from .keyword import KeywordHit, KeywordIndex
+from .store import DenseHit, IndexStore
 from .text import split_sentences
 
 RRF_K = 60
@@ -32,6 +32,11 @@ class ChunkHit:
     dense: float = 0.0
     keyword: float = 0.0
 
+    @property
+    def strength(self) -> float:
+        """How well the chunk matched: cosine first, BM25 as a tie-breaker."""
+        return self.dense + self.keyword / 100
+
 
 @dataclass
 class PaperHit:
@@ -45,9 +50,14 @@ class PaperHit:
     chunks: list[ChunkHit] = field(default_factory=list)
 
     @property
+    def best_chunk(self) -> ChunkHit:
+        """The chunk that matched the query best."""
+        return max(self.chunks, key=lambda c: c.strength)
+
+    @property
     def passage(self) -> str:
         """Its best chunks (up to two) in abstract order: the evidence shown for this paper."""
-        best = sorted(self.chunks, key=lambda c: (-(c.dense + c.keyword / 100)))[:MAX_CHUNKS_PER_PAPER]
+        best = sorted(self.chunks, key=lambda c: -c.strength)[:MAX_CHUNKS_PER_PAPER]
         sentences: dict[str, None] = {}
         for chunk in sorted(best, key=lambda c: c.position):
             sentences.update(dict.fromkeys(split_sentences(chunk.text)))
@@ -76,19 +86,9 @@ class Retriever:
         rankings: list[list[str]] = []
         vector = self.encoder.encode([query])[0]
         if mode in ("hybrid", "dense"):
-            hits = self.store.query(vector.tolist(), CANDIDATE_CHUNKS)
-            for hit in hits:
-                paper = papers.setdefault(hit.paper_id, PaperHit(hit.paper_id, hit.title, 0.0, 0.0, 0.0))
-                paper.dense = max(paper.dense, hit.score)
-                _chunk(paper, hit.chunk_id, hit.text).dense = hit.score
-            rankings.append(_paper_order(h.paper_id for h in hits))
+            rankings.append(_add_hits(papers, self.store.query(vector.tolist(), CANDIDATE_CHUNKS), "dense"))
         if mode in ("hybrid", "bm25"):
-            hits_kw = self.keyword_index().search(query, CANDIDATE_CHUNKS)
-            for hit in hits_kw:
-                paper = papers.setdefault(hit.paper_id, PaperHit(hit.paper_id, hit.title, 0.0, 0.0, 0.0))
-                paper.keyword = max(paper.keyword, hit.score)
-                _chunk(paper, hit.chunk_id, hit.text).keyword = hit.score
-            rankings.append(_paper_order(h.paper_id for h in hits_kw))
+            rankings.append(_add_hits(papers, self.keyword_index().search(query, CANDIDATE_CHUNKS), "keyword"))
         weights = [DENSE_WEIGHT, KEYWORD_WEIGHT] if mode == "hybrid" else None
         for paper_id, score in reciprocal_rank_fusion(rankings, weights=weights).items():
             papers[paper_id].score = score
@@ -116,12 +116,14 @@ def _chunk(paper: PaperHit, chunk_id: str, text: str) -> ChunkHit:
     return chunk
 
 
-def _paper_order(paper_ids: Sequence[str] | object) -> list[str]:
-    """Paper ids in order of their first (best) chunk."""
-    seen: dict[str, None] = {}
-    for pid in paper_ids:  # type: ignore[union-attr]
-        seen.setdefault(pid, None)
-    return list(seen)
+def _add_hits(papers: dict[str, PaperHit], hits: Sequence[DenseHit | KeywordHit], score: str) -> list[str]:
+    """Record chunk hits of one retriever under `score` ('dense' or 'keyword') on their papers;
+    returns the paper ids in order of their first (best) chunk."""
+    for hit in hits:
+        paper = papers.setdefault(hit.paper_id, PaperHit(hit.paper_id, hit.title, 0.0, 0.0, 0.0))
+        setattr(paper, score, max(getattr(paper, score), hit.score))
+        setattr(_chunk(paper, hit.chunk_id, hit.text), score, hit.score)
+    return list(dict.fromkeys(h.paper_id for h in hits))
 
 
 def reciprocal_rank_fusion(rankings: list[list[str]], k: int = RRF_K,
