@@ -30,7 +30,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from .indexing import build_index
+    from .indexing.build import build_index
 
     report = build_index(_settings(args), args.paths, rebuild=args.rebuild, progress=not args.quiet)
     for line in report.lines():
@@ -68,14 +68,14 @@ def terminal_safe(text: str) -> str:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from .ui import launch
+    from .chat.app import launch
 
     launch(_settings(args), host=args.host, port=args.port)
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import run_cli
+    from .evals.run import run_cli
 
     return run_cli(args, _settings(args))
 

@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .answering import Answerer
-from .answering.extractive import ExtractiveAnswerer
-from .citations import (
+from .answering.citations import (
     REFUSAL,
     answer_sentences,
     build_citations,
@@ -23,14 +22,15 @@ from .citations import (
     refusal_has_extra,
     score_support,
 )
-from .embedding import CachedEncoder, MiniLMEncoder
+from .answering.extractive import ExtractiveAnswerer
 from .errors import BackendError, IndexProblemError, InvalidQuestionError
-from .indexing import INCOMPLETE, IndexReport, build_index, keyword_dir, open_store, usable_while_written
-from .keyword import KeywordIndex
+from .indexing.build import INCOMPLETE, IndexReport, build_index, keyword_dir, open_store, usable_while_written
+from .indexing.embedding import CachedEncoder, MiniLMEncoder
+from .indexing.keyword import KeywordIndex
+from .indexing.store import IndexStore
 from .models import Answer, Source
-from .retrieval import Retriever
+from .search.fusion import Retriever
 from .settings import BACKENDS, MAX_TOP_K, RETRIEVAL_MODES, Settings
-from .store import IndexStore
 
 KEYWORD_CHECK_SECONDS = 5.0
 _CHUNK_META_SKIP = {"paper_id", "title", "position", "content_hash", "_node_content", "_node_type",

@@ -23,7 +23,7 @@ def _settings(index_dir: str):
 def cold_build(index_dir: str) -> dict:
     """`build_index` into an empty folder (model load included, interpreter start excluded)."""
     t = time.perf_counter()
-    from assistant.indexing import build_index, open_store
+    from assistant.indexing.build import build_index, open_store
     imported = time.perf_counter()
     settings = _settings(index_dir)
     cpu = time.process_time()
@@ -44,9 +44,9 @@ def reindex(index_dir: str) -> dict:
 
 def embed_floor() -> dict:
     """The raw model alone on the same chunk texts: session load + tokenise + run + pool."""
-    from assistant.chunking import chunk_papers
-    from assistant.corpus import load_corpus
-    from assistant.embedding import MiniLMEncoder
+    from assistant.corpus.parse import load_corpus
+    from assistant.indexing.chunking import chunk_papers
+    from assistant.indexing.embedding import MiniLMEncoder
     from assistant.settings import Settings
 
     settings = Settings()
@@ -90,7 +90,7 @@ def answer_warm(index_dir: str, questions_file: str, warmup_file: str) -> dict:
             "max_ms": float(ms.max()), "mean_ms": float(ms.mean()),
             "parts_p50_ms": {k: float(np.percentile(v, 50)) for k, v in parts.items()},
             "parts_p95_ms": {k: float(np.percentile(v, 95)) for k, v in parts.items()},
-            "chunks": assistant.store.count()}
+            "chunks": assistant.indexing.store.count()}
 
 
 def synthetic(papers: str, real_index: str, out: str) -> dict:

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.indexing import keyword_dir, open_store
-from assistant.keyword import KeywordIndex
+from assistant.indexing.build import keyword_dir, open_store
+from assistant.indexing.keyword import KeywordIndex
+from assistant.indexing.store import DenseHit
 from assistant.models import Chunk
 from assistant.settings import Settings
-from assistant.store import DenseHit
 from assistant.text import STOPWORDS, split_sentences
 
 VECTORS_NOTE = ("vectors are GENERATED (real chunk vectors as cluster centres + Gaussian noise, renormalised), "

@@ -4,7 +4,7 @@
 Usage: python evals/check_set.py [--corpus PATH ...] [FILE ...]
 Files default to dev.jsonl and test.jsonl beside this script; the corpus is the bundled one plus
 any --corpus files or folders (the same reader as `assistant index`). Checks: see
-`assistant.evalset.check_eval_set`.
+`assistant.evals.dataset.check_eval_set`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from assistant.corpus import load_corpus
-from assistant.evalset import KINDS, check_eval_set, parse_line
+from assistant.corpus.parse import load_corpus
+from assistant.evals.dataset import KINDS, check_eval_set, parse_line
 
 HERE = Path(__file__).resolve().parent
 

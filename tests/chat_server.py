@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from assistant import Assistant
-from assistant.ui import build_app, serve
+from assistant.chat.app import build_app, serve
 
 
 def free_port() -> int:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from assistant import Assistant, Paper, Settings
-from assistant.corpus import load_corpus
-from assistant.indexing import IndexReport, build_index
+from assistant.corpus.parse import load_corpus
+from assistant.indexing.build import IndexReport, build_index
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from assistant import Answer, Assistant, InvalidQuestionError
-from assistant.citations import REFUSAL
+from assistant.answering.citations import REFUSAL
 
 NANOFLOW = "NanoFlow: Towards Optimal Large Language Model Serving Throughput"
 

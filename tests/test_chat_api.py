@@ -10,7 +10,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from assistant import Assistant, Settings
-from assistant.ui import AUTH_ENV, chat_auth
+from assistant.chat.app import AUTH_ENV, chat_auth
 
 SHADOWKV = "How does ShadowKV cut KV-cache memory?"
 

@@ -15,7 +15,7 @@ from chat_server import running_chat
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from assistant import Assistant, Settings
-from assistant.indexing import IndexReport, build_index
+from assistant.indexing.build import IndexReport, build_index
 
 pytestmark = pytest.mark.browser
 

@@ -2,7 +2,7 @@
 
 from html.parser import HTMLParser
 
-from assistant.chat_render import render_answer, render_error, render_sources, render_streaming
+from assistant.chat.render import render_answer, render_error, render_sources, render_streaming
 from assistant.errors import BackendError, IndexProblemError, InvalidQuestionError
 from assistant.models import Answer, Citation, SentenceSupport, Source
 

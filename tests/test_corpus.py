@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from assistant.corpus import load_corpus, normalize_title, parse_page
+from assistant.corpus.parse import load_corpus, normalize_title, parse_page
 
 
 def test_bundled_pages_parse_to_334_unique_papers() -> None:

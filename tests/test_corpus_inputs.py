@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from assistant import cli
-from assistant.corpus import MAX_FILE_BYTES, ParseProblem, load_corpus
-from assistant.indexing import open_store
+from assistant.corpus.parse import MAX_FILE_BYTES, ParseProblem, load_corpus
+from assistant.indexing.build import open_store
 from assistant.settings import Settings
 
 ABSTRACT = ("We study retrieval for long documents and show that a small reranker recovers most of the "

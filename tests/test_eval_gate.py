@@ -9,9 +9,9 @@ import pytest
 
 from assistant import Assistant, Settings
 from assistant.cli import main
-from assistant.evalset import load_eval_set
-from assistant.evaluation import run_set
-from assistant.gate import check_gate, load_thresholds
+from assistant.evals.dataset import load_eval_set
+from assistant.evals.gate import check_gate, load_thresholds
+from assistant.evals.run import run_set
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SET = ROOT / "evals" / "test.jsonl"

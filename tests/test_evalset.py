@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from assistant.corpus import load_corpus
+from assistant.corpus.parse import load_corpus
 from assistant.errors import EvalSetError
-from assistant.evalset import check_eval_set, load_eval_set
+from assistant.evals.dataset import check_eval_set, load_eval_set
 from assistant.models import Paper
 
 ROOT = Path(__file__).resolve().parents[1]

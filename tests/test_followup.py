@@ -1,6 +1,6 @@
 """Follow-up questions are asked together with the conversation's topic."""
 
-from assistant.followup import condense, is_follow_up, user_questions
+from assistant.answering.followup import condense, is_follow_up, user_questions
 
 SHADOWKV = "How does ShadowKV cut KV-cache memory?"
 

@@ -12,8 +12,8 @@ import pytest
 from fake_llm_servers import FakeLLMServer, Reply
 
 from assistant import Answer, Assistant, Paper, Settings, cli
-from assistant.citations import markers
-from assistant.indexing import build_index
+from assistant.answering.citations import markers
+from assistant.indexing.build import build_index
 
 INVENTED = "Paper X: Totally Real Results"
 INJECTION = {

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from assistant import Settings
-from assistant.embedding import MAX_TOKENS, MiniLMEncoder
-from assistant.indexing import IndexReport, build_index, expected_tags, open_store
-from assistant.store import IndexStore
+from assistant.indexing.build import IndexReport, build_index, expected_tags, open_store
+from assistant.indexing.embedding import MAX_TOKENS, MiniLMEncoder
+from assistant.indexing.store import IndexStore
 
 
 def test_cold_build_indexes_every_paper(first_build: IndexReport, settings: Settings) -> None:

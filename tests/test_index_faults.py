@@ -23,10 +23,10 @@ import pytest
 
 from assistant import Assistant, IndexProblemError, Paper, Settings, cli
 from assistant import store as store_module
-from assistant.chunking import chunk_papers
-from assistant.corpus import load_corpus
-from assistant.indexing import EMBED_BATCH, INCOMPLETE, _fingerprint, build_index, index_lock, open_store
-from assistant.repair import segment_folders
+from assistant.corpus.parse import load_corpus
+from assistant.indexing.build import EMBED_BATCH, INCOMPLETE, _fingerprint, build_index, index_lock, open_store
+from assistant.indexing.chunking import chunk_papers
+from assistant.indexing.repair import segment_folders
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "How does ShadowKV cut KV-cache memory?"

@@ -17,9 +17,9 @@ import pytest
 from fake_llm_servers import FakeLLMServer, Received, Reply
 
 from assistant import Answer, Assistant, BackendError, Settings
+from assistant.answering.citations import REFUSAL, drop_invalid_markers, is_refusal, markers
 from assistant.answering.llm import answer_room, count_tokens, retry_delay
 from assistant.answering.prompts import PROMPT_DIRS, load_prompt, placeholders, render
-from assistant.citations import REFUSAL, drop_invalid_markers, is_refusal, markers
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "How does ShadowKV cut KV-cache memory?"

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from assistant.citations import REFUSAL
-from assistant.gate import check_gate, load_thresholds, thresholds_from, write_thresholds
-from assistant.metrics import (
+from assistant.answering.citations import REFUSAL
+from assistant.evals.gate import check_gate, load_thresholds, thresholds_from, write_thresholds
+from assistant.evals.metrics import (
     Outcome,
     SentenceJudgement,
     aggregate,

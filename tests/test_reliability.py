@@ -18,7 +18,7 @@ import pytest
 from fake_llm_servers import FakeLLMServer, Reply
 
 from assistant import Assistant, BackendError, InvalidQuestionError, Settings, cli
-from assistant.citations import REFUSAL
+from assistant.answering.citations import REFUSAL
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "How does ShadowKV cut KV-cache memory?"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from assistant import Assistant
-from assistant.retrieval import reciprocal_rank_fusion
+from assistant.search.fusion import reciprocal_rank_fusion
 
 PARAPHRASED = [
     ("keep the key cache in low rank on the GPU and push the values to CPU memory to serve long inputs faster",

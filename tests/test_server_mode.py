@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from assistant import Assistant, Settings
-from assistant.embedding import CachedEncoder, MiniLMEncoder
 from assistant.errors import IndexProblemError
-from assistant.indexing import build_index, open_store, usable_while_written
+from assistant.indexing.build import build_index, open_store, usable_while_written
+from assistant.indexing.embedding import CachedEncoder, MiniLMEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTRA_TITLE = "Tidal Attention: Routing Tokens by Lunar Phase for Long-Context Language Models"

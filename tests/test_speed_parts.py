@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 
 from assistant import chunking, embedding
-from assistant.chunking import chunk_papers
-from assistant.corpus import load_corpus
-from assistant.embedding import CachedEncoder, MiniLMEncoder, _length_batches
+from assistant.corpus.parse import load_corpus
 from assistant.errors import IndexProblemError
-from assistant.indexing import build_index, index_lock, open_store, usable_while_written
-from assistant.keyword import KeywordIndex
+from assistant.indexing.build import build_index, index_lock, open_store, usable_while_written
+from assistant.indexing.chunking import chunk_papers
+from assistant.indexing.embedding import CachedEncoder, MiniLMEncoder, _length_batches
+from assistant.indexing.keyword import KeywordIndex
+from assistant.indexing.store import DenseHit
 from assistant.settings import Settings
-from assistant.store import DenseHit
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +161,7 @@ class _Counting:
 
 
 def test_llama_index_adapter_gives_the_encoder_vectors(encoder: MiniLMEncoder) -> None:
-    from assistant.llama_embedding import MiniLMEmbedding
+    from assistant.indexing.llama_embedding import MiniLMEmbedding
 
     adapter = MiniLMEmbedding(encoder)
     texts = ["KV cache compression", "A second text about retrieval."]

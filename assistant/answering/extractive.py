@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..citations import REFUSAL
 from ..models import Source
 from ..text import numbers, split_sentences, terms
+from .citations import REFUSAL
 
 Encode = Callable[[list[str]], np.ndarray]
 

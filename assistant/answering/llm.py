@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 
 import tiktoken
 
-from ..citations import REFUSAL
 from ..errors import BackendError
 from ..models import Source
 from ..settings import Settings
+from .citations import REFUSAL
 from .prompts import load_prompt, render
 
 ANSWER_TOKENS = 768          # room kept for the answer (at most a quarter of the window)

@@ -48,9 +48,9 @@ from typing import Any
 
 import numpy as np
 
-from .citations import markers, quoted_titles_not_in
-from .corpus import normalize_title
-from .models import Answer
+from ..answering.citations import markers, quoted_titles_not_in
+from ..corpus.parse import normalize_title
+from ..models import Answer
 
 LATENCY_STAGES = ("retrieval", "answer", "total")
 RETRIEVAL_DEPTH = 10

@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .models import Paper
+from ..models import Paper
 
 PAGE_SUFFIXES = {".txt", ".md", ".page"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from . import offline  # noqa: F401
-from .errors import AssistantError, IndexProblemError
-from .models import Chunk
+from .. import offline  # noqa: F401
+from ..errors import AssistantError, IndexProblemError
+from ..models import Chunk
 from .repair import forget_open_store
 
 SCHEMA_VERSION = 1

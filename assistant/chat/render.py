@@ -12,9 +12,9 @@ import re
 from collections.abc import Iterable
 from urllib.parse import urlparse
 
-from .citations import markers
-from .errors import AssistantError, BackendError, IndexProblemError, InvalidQuestionError
-from .models import Answer, SentenceSupport, Source
+from ..answering.citations import markers
+from ..errors import AssistantError, BackendError, IndexProblemError, InvalidQuestionError
+from ..models import Answer, SentenceSupport, Source
 
 _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")

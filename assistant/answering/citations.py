@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .models import Citation, SentenceSupport, Source
-from .text import numbers, split_sentences, terms
+from ..models import Citation, SentenceSupport, Source
+from ..text import numbers, split_sentences, terms
 
 REFUSAL = "The collection doesn't answer this."
 SUPPORT_THRESHOLD = 0.55

@@ -12,10 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .corpus import normalize_title
-from .errors import EvalSetError
+from ..corpus.parse import normalize_title
+from ..errors import EvalSetError
+from ..models import Paper
 from .metrics import keyword_in
-from .models import Paper
 
 KINDS = ("single", "numeric", "multi", "unanswerable")
 FIELDS = ("id", "kind", "question", "gold_titles", "answer_keywords")

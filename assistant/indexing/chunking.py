@@ -14,8 +14,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from . import offline  # noqa: F401  (sets TIKTOKEN_CACHE_DIR before tiktoken loads)
-from .models import Chunk, Paper
+from .. import offline  # noqa: F401  (sets TIKTOKEN_CACHE_DIR before tiktoken loads)
+from ..models import Chunk, Paper
 
 TOKENIZER_NAME = "cl100k_base"
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..text import ANALYZER_ID, terms
 from .store import DenseHit
-from .text import ANALYZER_ID, terms
 
 MANIFEST = "manifest.json"
 

@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..corpus.parse import ParseProblem, is_indexable, load_corpus
+from ..errors import CorpusError, IndexProblemError
+from ..models import Chunk, Paper
+from ..settings import Settings
 from .chunking import chunk_papers, chunking_id
-from .corpus import ParseProblem, is_indexable, load_corpus
 from .embedding import EMBEDDER_ID, Encoder, MiniLMEncoder
-from .errors import CorpusError, IndexProblemError
 from .keyword import KeywordIndex
-from .models import Chunk, Paper
 from .repair import half_deleted, remove_index_files
-from .settings import Settings
 from .store import IndexStore
 
 EMBED_BATCH = 64

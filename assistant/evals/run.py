@@ -16,15 +16,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .citations import drop_invalid_markers, score_support
-from .corpus import normalize_title
-from .evalreport import metrics_table, print_table, write_comparison, write_report
-from .evalset import KINDS, EvalQuestion, load_eval_set
+from ..answering.citations import drop_invalid_markers, score_support
+from ..corpus.parse import normalize_title
+from ..models import Answer
+from ..pipeline import Assistant, configured_backends
+from ..settings import RETRIEVAL_MODES, Settings
+from .dataset import KINDS, EvalQuestion, load_eval_set
 from .gate import check_gate, load_thresholds, write_thresholds
 from .metrics import RETRIEVAL_DEPTH, Outcome, SentenceJudgement, fabricated_citations, score, summarize
-from .models import Answer
-from .pipeline import Assistant, configured_backends
-from .settings import RETRIEVAL_MODES, Settings
+from .report import metrics_table, print_table, write_comparison, write_report
 
 DEFAULT_SET = Path("evals/test.jsonl")
 RESULTS_DIR = Path("evals/results")

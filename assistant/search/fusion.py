@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .embedding import CachedEncoder, MiniLMEncoder
-from .keyword import KeywordHit, KeywordIndex
-from .store import DenseHit, IndexStore
-from .text import split_sentences
+from ..indexing.embedding import CachedEncoder, MiniLMEncoder
+from ..indexing.keyword import KeywordHit, KeywordIndex
+from ..indexing.store import DenseHit, IndexStore
+from ..text import split_sentences
 
 RRF_K = 60
 CANDIDATE_CHUNKS = 40

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .corpus import normalize_title
+from ..corpus.parse import normalize_title
 
 #: (column header, path inside one group of metrics) for the main table.
 COLUMNS = (

@@ -17,7 +17,12 @@ from typing import Any
 
 import gradio as gr
 
-from .chat_render import (
+from ..answering.followup import condense, user_questions
+from ..errors import AssistantError
+from ..models import Answer
+from ..pipeline import Assistant, configured_backends
+from ..settings import Settings
+from .render import (
     SOURCES_EMPTY,
     SOURCES_PENDING,
     render_answer,
@@ -26,11 +31,6 @@ from .chat_render import (
     render_sources,
     render_streaming,
 )
-from .errors import AssistantError
-from .followup import condense, user_questions
-from .models import Answer
-from .pipeline import Assistant, configured_backends
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 

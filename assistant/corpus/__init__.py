@@ -1,0 +1,1 @@
+"""Corpus: Daily Papers pages, JSONL and CSV files parsed into deduplicated `Paper`s."""

@@ -1,0 +1,1 @@
+"""Citation evals (`assistant eval`): eval sets, the runner, metrics, reports and the CI gate."""

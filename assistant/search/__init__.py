@@ -1,0 +1,1 @@
+"""Search: find the papers that answer a question (dense and keyword rankings, fused per paper)."""
