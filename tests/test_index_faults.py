@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from assistant import Assistant, IndexProblemError, Paper, Settings, cli
-from assistant import store as store_module
 from assistant.corpus.parse import load_corpus
+from assistant.indexing import store as store_module
 from assistant.indexing.build import EMBED_BATCH, INCOMPLETE, _fingerprint, build_index, index_lock, open_store
 from assistant.indexing.chunking import chunk_papers
 from assistant.indexing.repair import segment_folders

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant import chunking, embedding
 from assistant.corpus.parse import load_corpus
 from assistant.errors import IndexProblemError
+from assistant.indexing import chunking, embedding
 from assistant.indexing.build import build_index, index_lock, open_store, usable_while_written
 from assistant.indexing.chunking import chunk_papers
 from assistant.indexing.embedding import CachedEncoder, MiniLMEncoder, _length_batches
