@@ -1,7 +1,8 @@
 """Eval sets: JSONL files of questions with gold papers and answer keywords.
 
 Format (one object per line): `{"id", "kind", "question", "gold_titles", "answer_keywords"}`,
-kind one of single | numeric | multi | unanswerable. `load_eval_set` reads a file for a run and
+kind one of single | numeric | multi | unanswerable, and optionally `"suite"` (e.g. `name`,
+`near-miss`: the generated suites of `evals/generate.py`), which reports show separately. `load_eval_set` reads a file for a run and
 rejects malformed lines; `check_eval_set` also checks the questions against a corpus.
 """
 
@@ -30,6 +31,7 @@ class EvalQuestion:
     question: str
     gold_titles: tuple[str, ...]
     answer_keywords: tuple[str, ...]
+    suite: str = ""
 
     @property
     def answerable(self) -> bool:
@@ -61,9 +63,12 @@ def parse_line(line: str) -> tuple[EvalQuestion | None, list[str]]:
         problems.append("gold_titles must be a list of non-empty strings")
     if "answer_keywords" in raw and not _strings(keywords):
         problems.append("answer_keywords must be a list of non-empty strings")
+    suite = raw.get("suite", "")
+    if not isinstance(suite, str):
+        problems.append("suite must be a string")
     if problems:
         return None, problems
-    return EvalQuestion(qid, kind, question, tuple(gold), tuple(keywords)), []
+    return EvalQuestion(qid, kind, question, tuple(gold), tuple(keywords), suite), []
 
 
 def _strings(value: object) -> bool:

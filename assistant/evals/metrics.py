@@ -50,7 +50,7 @@ import numpy as np
 
 from ..answering.citations import markers, quoted_titles_not_in
 from ..corpus.parse import normalize_title
-from ..models import Answer
+from ..models import Answer, Source
 
 LATENCY_STAGES = ("retrieval", "answer", "total")
 RETRIEVAL_DEPTH = 10
@@ -122,6 +122,17 @@ def citation_recall(cited: Iterable[str], gold: Iterable[str]) -> float:
     """Share of gold papers that are cited (0 when there is no gold)."""
     cited_set, wanted = set(_titles(cited)), set(_titles(gold))
     return len(cited_set & wanted) / len(wanted) if wanted else 0.0
+
+
+def evidence_answers(sources: Sequence[Source], gold: Iterable[str], keywords: Iterable[str]) -> bool:
+    """Whether retrieval found evidence that answers: the question has gold papers, the top
+    retrieved paper is one of them and the gold passages state every keyword. This is what the
+    answerer's confidence estimates (and what calibration is measured against)."""
+    gold_norm = set(_titles(gold))
+    if not gold_norm or not sources or normalize_title(sources[0].title) not in gold_norm:
+        return False
+    passages = " ".join(s.text for s in sources if normalize_title(s.title) in gold_norm)
+    return not missing_keywords(keywords, passages)
 
 
 def fabricated_citations(answer: Answer, known_titles: Iterable[str], raw_text: str | None = None) -> int:

@@ -1,0 +1,313 @@
+"""How well the retrieved sources answer a question: scored sentences, evidence features and a
+calibrated confidence.
+
+Whether to answer is a decision over evidence, not a hand-set threshold on one score: a short
+question that names a system ("What is TransMLA?") has a low dense cosine although the paper is
+right there, while a question about a system that is NOT in the collection ("what does lserve-3
+do") can score high. The features below describe the evidence; a logistic model fit on the
+generated train questions (`evals/fit_confidence.py`, stored in `confidence_model.json`) turns them
+into `confidence`: the estimated probability that the collection answers the question with the
+evidence found (its top paper is a right one and states what was asked). The extractive answerer
+refuses below the model's threshold, which was chosen on dev for a target false-refusal rate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from ..models import Source
+from ..text import STOPWORDS, numbers, split_sentences, terms
+
+Encode = Callable[[list[str]], np.ndarray]
+MODEL_FILE = Path(__file__).with_name("confidence_model.json")
+
+LEXICAL_WEIGHT = 0.5
+RANK_PENALTY = 0.04
+BACKGROUND_PENALTY = 0.1
+FIGURE_BONUS = 0.2
+#: Sentences embedded per source: the best by lexical coverage (embedding is the slow part).
+PREFILTER_PER_SOURCE = 3
+_CACHE_SIZE = 256
+
+_NUMERIC = re.compile(
+    r"\bhow (many|much|fast|large|long|big|far|often|small)\b|\bby how\b|\bhow many times\b|"
+    r"\bwhat (percentage|fraction|share|proportion|speed-?up|ratio|number|factor|learning rate|batch size|size)\b|"
+    r"\bwhat (average )?(score|accuracy)\b|\bup to how\b|\bby what factor\b|\b(its|the|their) speed-?ups?\b",
+    re.I,
+)
+#: "how many <measure>" / "which <attribute>": the words the evidence must contain.
+_ASKED = re.compile(r"\b(?:how many|which|what)\s+((?:[a-z-]+\s+){0,2}?[a-z-]+?)\s+"
+                    r"(?:does|do|did|is|are|was|were|has|have|had|can|could|of|in|for|to|on|by|with|were|will)\b",
+                    re.I)
+#: Words that make a "which X" question ask for a paper or a quantity, not for an attribute.
+_GENERIC_ASKED = re.compile(
+    r"\b(papers?|works?|methods?|approach(es)?|techniques?|models?|systems?|stud(y|ies)|frameworks?|thes[ie]s|"
+    r"datasets?|ones?|ways?|ideas?|kinds?|types?|problems?|tasks?|architectures?|algorithms?|designs?|"
+    r"strateg(y|ies)|mechanisms?|tools?|benchmarks?|analys[ie]s|results?|metrics?|widely|main|key|new|first|"
+    r"sizes?|rates?|factors?|fractions?|shares?|percentages?|speed(-?ups?)?|ratios?|numbers?|amounts?|much)\b",
+    re.I,
+)
+#: Sentences that state the problem or prior work rather than what the paper did.
+_BACKGROUND = re.compile(r"(However|Despite|While|Although|Existing|Current|Recent|Traditional|Prior|Previous|"
+                         r"Conventional|Unfortunately|Nevertheless)\b")
+#: A question that is little more than a name: "What is X?", "tell me about X", "how does X work".
+_SUBJECT = re.compile(
+    r"^(?:(?:so|and|ok|hi|hey)[, ]+)?(?:what(?:'s| is| are| does)|whats|wat(?: is| does)?|who (?:is|made)|"
+    r"tell me about|explain|describe|summari[sz]e|what problem does|how does|how do|info on|about)?\s*"
+    r"(?P<subject>[^\s?!.]+(?:\s+[^\s?!.]+){0,2}?)\s*"
+    r"(?:do|does|work|works|solve|mean|about|do\?|is)?\s*[?!.]*$", re.I)
+_EDGE = re.compile(r"^[^\w]+|[^\w+]+$")
+#: Words that frame a question rather than say what it is about ("what problem does X solve").
+_FRAME_TERMS = frozenset(terms("problem problems solve solves work works do tell explain describe summary summarize "
+                               "mean means idea main key purpose goal contribution contributions about info "
+                               "anything something papers paper study"))
+
+
+def wants_figure(question: str) -> bool:
+    """Whether the question asks for a figure ("how many", "by how much", "what speedup")."""
+    return bool(_NUMERIC.search(question))
+
+
+def asked_terms(question: str) -> set[str]:
+    """The stemmed head noun of what the question asks for ("how many human annotators" -> {annot})."""
+    match = _ASKED.search(question)
+    if not match or _GENERIC_ASKED.search(match.group(1)):
+        return set()
+    found = terms(match.group(1))
+    if not found or found[-1].isdigit():
+        return set()
+    return {found[-1]}
+
+
+def has_figure(sentence: str) -> bool:
+    """A number that measures something: not a year, not a bare list index like "1)"."""
+    listed = set(re.findall(r"(?<![\w.])(\d)\)", sentence))
+    return any(not re.fullmatch(r"(19|20)\d\d", n) and not (n.isdigit() and n in listed)
+               for n in numbers(sentence))
+
+
+def _token(word: str) -> str:
+    return _EDGE.sub("", word).casefold()
+
+
+def named_things(question: str) -> list[str]:
+    """What the question names, case-folded: name-shaped words (digits, inner capitals, hyphens,
+    acronyms) and the subject of a bare "What is X?" question."""
+    names = []
+    for i, word in enumerate(question.split()):
+        bare = _EDGE.sub("", word)
+        if len(bare) < 2 or bare.casefold() in STOPWORDS:
+            continue
+        inner = bare[1:]
+        if (any(c.isdigit() for c in bare) and any(c.isalpha() for c in bare)) or any(c.isupper() for c in inner) \
+                or re.search(r"\w[-+]|\+$", bare) or (i > 0 and bare[0].isupper() and word[0] not in "'\"“("):
+            names.append(bare.casefold())
+    match = _SUBJECT.match(question.strip())
+    if match:
+        names += [_token(w) for w in match.group("subject").split()
+                  if _token(w) and _token(w) not in STOPWORDS and len(_token(w)) > 1]
+    return list(dict.fromkeys(names))
+
+
+def _mentions(text: str, name: str) -> bool:
+    """Whether `name` occurs in `text` as a whole word (case-folded)."""
+    return re.search(rf"(?<![\w+-]){re.escape(name)}(?![\w+]|-\w)", text.casefold()) is not None
+
+
+@dataclass
+class Candidate:
+    """A sentence of a source with its relevance to the question."""
+
+    source: Source
+    rank: int
+    text: str
+    score: float = 0.0
+    cosine: float = 0.0
+    coverage: float = 0.0
+
+
+#: The features, in model order, with what each measures (stored with the fitted model).
+FEATURES = {
+    "dense_top": "cosine of the question to the best chunk of the top-ranked paper",
+    "dense_margin": "dense_top minus the best cosine of any other retrieved paper",
+    "coverage_top": "IDF-weighted share of the question's content terms found in the top paper (title + passage)",
+    "coverage_margin": "coverage_top minus the best coverage of any other retrieved paper",
+    "best_sentence": "score of the best sentence (cosine + 0.5 x term coverage - rank penalty)",
+    "best_cosine": "cosine of the question to the best sentence",
+    "rest_coverage_top": "coverage_top over the terms that are neither named things nor question frames "
+                         "('problem', 'solve', 'work', ...); 1 when there are none",
+    "named": "1 if the question names something (name-shaped word or the X of 'what is X')",
+    "named_missing": "share of named things found in no retrieved paper (title or passage)",
+    "named_in_top": "1 if every named thing occurs in the top paper",
+    "asks_attribute": "1 if the question asks for an attribute ('how many annotators', 'which license')",
+    "attribute_missing": "1 if it does and no retrieved sentence or title contains the asked word",
+    "wants_figure": "1 if the question asks for a figure ('how many', 'by how much', 'what speedup')",
+    "figure_missing": "1 if it does and no sentence of the two best papers states a figure",
+    "question_terms": "log(1 + number of content terms in the question)",
+}
+
+
+@dataclass
+class Evidence:
+    """What the assessor found for one question: scored sentences, features, confidence."""
+
+    question: str
+    sources: list[Source]
+    candidates: list[Candidate]
+    features: dict[str, float]
+    confidence: float
+    answerable: bool
+    relevance: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class ConfidenceModel:
+    """A logistic model over standardised features and the refusal threshold chosen on dev."""
+
+    version: int
+    features: list[str]
+    mean: list[float]
+    scale: list[float]
+    weights: list[float]
+    bias: float
+    threshold: float
+
+    @classmethod
+    def load(cls, path: Path = MODEL_FILE) -> ConfidenceModel:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(data["version"], [f["name"] for f in data["features"]], data["mean"], data["scale"],
+                   data["weights"], data["bias"], data["threshold"])
+
+    def probability(self, features: dict[str, float]) -> float:
+        """P(the evidence answers the question) for one feature dict."""
+        x = np.array([features[name] for name in self.features], dtype=np.float64)
+        z = float(((x - np.array(self.mean)) / np.array(self.scale)) @ np.array(self.weights) + self.bias)
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+
+class EvidenceAssessor:
+    """Scores the sentences of the retrieved sources and decides how likely they answer.
+
+    Thread-safe; remembers the last few assessments so the pipeline and the answerer share one.
+    """
+
+    def __init__(self, encode: Encode, idf: Callable[[str], float], model: ConfidenceModel | None = None) -> None:
+        self.encode = encode
+        self.idf = idf
+        self._model = model
+        self._cache: OrderedDict[tuple, Evidence] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @cached_property
+    def model(self) -> ConfidenceModel:
+        return self._model or ConfidenceModel.load()
+
+    def assess(self, question: str, sources: list[Source]) -> Evidence:
+        """The evidence for a question over these sources (cached by question and passages)."""
+        key = (question, tuple((s.n, s.paper_id, s.text) for s in sources))
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        candidates, relevance = self.score_sentences(question, sources)
+        values = self.features(question, sources, candidates)
+        confidence = self.model.probability(values) if sources else 0.0
+        evidence = Evidence(question, sources, candidates, values, round(confidence, 4),
+                            bool(sources) and confidence >= self.model.threshold, relevance)
+        with self._lock:
+            self._cache[key] = evidence
+            while len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return evidence
+
+    def coverage(self, question: str, text: str) -> float:
+        """IDF-weighted share of the question's content terms that `text` contains."""
+        weights = {t: self.idf(t) for t in set(terms(question))}
+        total = sum(weights.values()) or 1.0
+        present = set(terms(text))
+        return sum(w for t, w in weights.items() if t in present) / total
+
+    def score_sentences(self, question: str, sources: list[Source]) -> tuple[list[Candidate], dict[int, float]]:
+        """Candidate sentences, best first, and each source's best score.
+
+        Score = cosine(question, sentence) + 0.5 x IDF-weighted share of question terms in the
+        sentence and its title - 0.04 x the paper's rank (- 0.1 for background sentences); only
+        the best few sentences per source by term coverage are embedded.
+        """
+        candidates = [Candidate(src, rank, sentence) for rank, src in enumerate(sources)
+                      for sentence in split_sentences(src.text) if len(sentence.split()) >= 5]
+        if not candidates:
+            return [], {}
+        q_terms = set(terms(question))
+        weights = {t: self.idf(t) for t in q_terms}
+        total = sum(weights.values()) or 1.0
+        for cand in candidates:
+            present = set(terms(cand.text)) | set(terms(cand.source.title))
+            cand.coverage = sum(w for t, w in weights.items() if t in present) / total
+        figure = wants_figure(question)
+        candidates.sort(key=lambda c: -(c.coverage + (FIGURE_BONUS if figure and has_figure(c.text) else 0.0)))
+        kept: dict[int, int] = {}
+        prefiltered = []
+        for cand in candidates:
+            if kept.get(cand.source.n, 0) < PREFILTER_PER_SOURCE:
+                kept[cand.source.n] = kept.get(cand.source.n, 0) + 1
+                prefiltered.append(cand)
+        vectors = self.encode([question] + [c.text for c in prefiltered])
+        for cand, vec in zip(prefiltered, vectors[1:]):
+            cand.cosine = float(vec @ vectors[0])
+            cand.score = cand.cosine + LEXICAL_WEIGHT * cand.coverage - RANK_PENALTY * cand.rank
+            if _BACKGROUND.match(cand.text):
+                cand.score -= BACKGROUND_PENALTY
+        prefiltered.sort(key=lambda c: -c.score)
+        relevance: dict[int, float] = {}
+        for cand in prefiltered:
+            relevance.setdefault(cand.source.n, cand.score)
+        return prefiltered, relevance
+
+    def features(self, question: str, sources: list[Source], candidates: list[Candidate]) -> dict[str, float]:
+        """The feature values of `FEATURES` for one question."""
+        if not sources:
+            return dict.fromkeys(FEATURES, 0.0)
+        dense = [_dense(s) for s in sources]
+        cover = [self.coverage(question, f"{s.title} {s.text}") for s in sources]
+        names = named_things(question)
+        name_terms = {t for n in names for t in terms(n)}
+        rest = [t for t in set(terms(question)) if t not in name_terms and t not in _FRAME_TERMS]
+        found = [any(_mentions(f"{s.title} {s.text}", n) for s in sources) for n in names]
+        top_text = f"{sources[0].title} {sources[0].text}"
+        asked = asked_terms(question)
+        figure = wants_figure(question)
+        best_two = {s.n for s in sources[:2]}
+        return {
+            "dense_top": dense[0],
+            "dense_margin": dense[0] - max(dense[1:], default=0.0),
+            "coverage_top": cover[0],
+            "coverage_margin": cover[0] - max(cover[1:], default=0.0),
+            "best_sentence": candidates[0].score if candidates else 0.0,
+            "best_cosine": max((c.cosine for c in candidates), default=0.0),
+            "rest_coverage_top": self.coverage(" ".join(rest), top_text) if rest else 1.0,
+            "named": float(bool(names)),
+            "named_missing": (len(found) - sum(found)) / len(found) if found else 0.0,
+            "named_in_top": float(bool(names) and all(_mentions(top_text, n) for n in names)),
+            "asks_attribute": float(bool(asked)),
+            "attribute_missing": float(bool(asked) and not any(
+                asked & set(terms(c.text + " " + c.source.title)) for c in candidates)),
+            "wants_figure": float(figure),
+            "figure_missing": float(figure and not any(
+                has_figure(s) for src in sources if src.n in best_two for s in split_sentences(src.text))),
+            "question_terms": math.log1p(len(terms(question))),
+        }
+
+
+def _dense(source: Source) -> float:
+    return float(source.metadata.get("dense", 0.0))

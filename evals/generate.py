@@ -1,0 +1,271 @@
+"""Generate the eval suites from the corpus itself: `python evals/generate.py` (deterministic).
+
+The hand-written sets (`evals/dev.jsonl`, `evals/test.jsonl`) were read and tuned on; these suites
+are what keeps the answerer honest on questions nobody tuned for. From every bundled paper whose
+title names a system ("NAME: subtitle") it writes:
+
+- `topic`: every paper asked for by the topic its title states, without its system name.
+- `name`: the paper asked about by name in six everyday forms (short, lowercase, no question
+  mark, "tell me about…", "what problem does … solve"); right = answered, citing the paper.
+- `numeric`: a figure an abstract sentence states about the named system, asked for in the
+  sentence's own words ("By how much does ShadowKV boost throughput?"); the figure is the keyword.
+- `near-miss`: unanswerable questions in the same forms: an attribute no abstract states
+  (licence, authors, GPU count, training cost, code release date, learning rate) about a paper
+  that IS in the collection, and perturbed system names that are NOT in it ("ShadowKV-2").
+- `off-topic`: questions about something else entirely.
+
+Papers are split train / dev / test: gold papers of the hand-written test set go to test, those
+of the hand-written dev set to dev, the rest by a hash of the paper id (60 / 20 / 20). Anything
+learned (the refusal model) is fit on train, thresholds are chosen on dev, test is reported once.
+Output: `evals/generated/{train,dev,test}.jsonl` in the eval-set format, plus a `suite` field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from assistant.corpus.parse import load_corpus, normalize_title  # noqa: E402
+from assistant.models import Paper  # noqa: E402
+from assistant.text import numbers, split_sentences  # noqa: E402
+
+OUT = HERE / "generated"
+SPLITS = ("train", "dev", "test")
+
+#: Questions about a paper's topic in its title's words (no system name): papers of every kind.
+TOPIC_FORMS = ("Which paper is about {topic}?", "papers on {topic}", "anything on {topic}?")
+NAME_FORMS = (
+    "What is {name}?",
+    "what does {name} do",
+    "{name}?",
+    "tell me about {name}",
+    "What problem does {name} solve?",
+    "how does {name} work",
+)
+#: (question, words that would make the abstract state it: such papers get no question of this kind)
+ATTRIBUTES = (
+    ("What licence is {name} released under?", r"licen[cs]e"),
+    ("Who are the authors of {name}?", r"\bauthors?\b"),
+    ("How many GPUs were used to train {name}?", r"\bGPUs?\b"),
+    ("How much did it cost to train {name}?", r"\bcost|\$|dollar"),
+    ("When was the code for {name} released?", r"releas|available|github|open.?source"),
+    ("What learning rate does {name} use?", r"learning.rate"),
+)
+OFF_TOPIC = (
+    "What is a good sourdough recipe?", "how do i renew my passport", "Who won the 2018 FIFA World Cup?",
+    "best pizza in naples", "What is the capital of Canada?", "how tall is mount everest",
+    "Can you recommend a good running shoe?", "What year did the Berlin Wall fall?",
+    "how to get red wine out of a carpet", "What is the boiling point of water at sea level?",
+    "tips for growing tomatoes on a balcony", "Who painted the Mona Lisa?", "how do I change a flat tire",
+    "What's the weather like in Lisbon in May?", "how many calories are in a banana",
+    "Which planet has the most moons?", "what is the plot of Hamlet", "How do I knit a scarf?",
+    "best time to visit japan", "What is the population of Brazil?", "how do vaccines work",
+    "Who wrote Pride and Prejudice?", "how to train a puppy to sit", "What is the speed of sound in air?",
+    "recommend a board game for four players", "How long should I boil an egg?",
+    "what causes the northern lights", "How do I file my taxes?", "what's a good name for a cat",
+    "Which country has the longest coastline?", "How do I make cold brew coffee?",
+    "who invented the telephone", "What is the tallest building in the world?", "how to fix a leaky faucet",
+    "What is the rule of offside in football?", "how do i bake chocolate chip cookies",
+    "What is the currency of Switzerland?", "when is the next solar eclipse", "How do bees make honey?",
+    "what should i pack for a beach holiday",
+)
+#: "NAME: subtitle" heads that are phrases, not system names, are left out by these words.
+_PHRASE_WORD = re.compile(r"^(?:a|an|the|to|with|is|are|of|for|in|on|and|or|how|what|why|when|beyond|towards?)$", re.I)
+_UNIT = r"(?:\s?(?:×|x|%|times)(?![A-Za-z]))"
+_FIGURE = rf"((?<![\d.,])(?:\d{{1,3}}(?:,\d{{3}})+|\d+(?:\.\d+)?){_UNIT})"
+#: "<verb>s <object> by (up to) <figure>" → "By how much does NAME <verb> <object>?"
+_BY = re.compile(rf"\b(boost|reduc|improv|accelerat|speed|cut|lower|increas|decreas|compress|outperform|"
+                 rf"surpass|shrink|enhanc|rais|lift|exceed|beat)(\w*)\s+((?:[\w-]+\s+){{0,4}}?)by\s+"
+                 rf"(?:up to |over |more than |about |approximately |around |nearly |an average of |average )?"
+                 rf"{_FIGURE}", re.I)
+#: "<figure> <comparative or measure>" → "How much <word> is NAME?" / "What <word> does NAME achieve?"
+_COMPARATIVE = re.compile(rf"{_FIGURE}\s+(faster|higher|lower|fewer|less|more|smaller|larger|cheaper)\b"
+                          rf"(\s+[a-z-]+)?", re.I)
+_MEASURE = re.compile(rf"{_FIGURE}\s+(speedup|speed-up|acceleration|reduction|improvement|compression|"
+                      rf"increase|gain|throughput)\b", re.I)
+_VERB_BASE = {"reduc": "reduce", "improv": "improve", "accelerat": "accelerate", "increas": "increase",
+              "decreas": "decrease", "compress": "compress", "surpass": "surpass", "enhanc": "enhance",
+              "rais": "raise", "speed": "speed up", "exceed": "exceed"}
+#: What a comparative may measure ("3x higher throughput"); other words after it are modifiers.
+_MEASURE_NOUNS = frozenset("throughput accuracy cost costs latency memory speed quality efficiency energy "
+                           "requests perplexity error bandwidth power".split())
+
+
+def system_name(title: str) -> str | None:
+    """The system a title names ("ShadowKV: KV Cache in Shadows…" → "ShadowKV"), or None for a phrase."""
+    head, sep, _ = title.partition(":")
+    words = head.split()
+    if not sep or not 1 <= len(words) <= 3 or any(_PHRASE_WORD.match(w) for w in words):
+        return None
+    if len(words) == 1:
+        return head.strip()
+    looks_named = any(re.search(r"[A-Z].*[A-Z]|\d|[-+]", w[1:] if w[:1].isupper() else w) for w in words)
+    return head.strip() if looks_named else None
+
+
+def split_of(paper: Paper, test_gold: set[str], dev_gold: set[str]) -> str:
+    """Where a paper's questions go: the hand-written sets' choice first, else a stable hash."""
+    key = normalize_title(paper.title)
+    if key in test_gold:
+        return "test"
+    if key in dev_gold:
+        return "dev"
+    bucket = int(hashlib.sha1(paper.paper_id.encode()).hexdigest(), 16) % 10
+    return "train" if bucket < 6 else "dev" if bucket < 8 else "test"
+
+
+def _gold_titles(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    return {normalize_title(t) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+            for t in json.loads(line)["gold_titles"]}
+
+
+def _question(qid: str, suite: str, kind: str, question: str, gold: list[str], keywords: list[str]) -> dict:
+    return {"id": qid, "kind": kind, "question": question, "gold_titles": gold, "answer_keywords": keywords,
+            "suite": suite}
+
+
+def name_questions(paper: Paper, name: str) -> Iterator[tuple[str, list[str]]]:
+    """The paper asked about by name: (question, keywords)."""
+    for form in NAME_FORMS:
+        text = form.format(name=name)
+        yield (text.lower() if form[0].islower() else text), []
+
+
+def topic_questions(paper: Paper) -> Iterator[tuple[str, list[str]]]:
+    """The paper asked for by its title's topic (the subtitle when the title names a system)."""
+    head, sep, tail = paper.title.partition(":")
+    topic = (tail if sep and system_name(paper.title) else paper.title).strip().rstrip("?.!")
+    if len(topic.split()) < 3:
+        return
+    form = TOPIC_FORMS[_pick(TOPIC_FORMS, paper.paper_id)]
+    yield form.format(topic=topic[0].lower() + topic[1:]), []
+
+
+def numeric_questions(paper: Paper, name: str) -> Iterator[tuple[str, list[str]]]:
+    """Figures the abstract states about the system, each asked for in the sentence's words.
+
+    Only figures written once in the abstract are used, so the keyword identifies one claim, and a
+    question that two figures would answer is left out.
+    """
+    abstract = paper.abstract
+    counts: dict[str, int] = {}
+    for n in numbers(abstract):
+        counts[n] = counts.get(n, 0) + 1
+    found: dict[str, list[str]] = {}
+    for sentence in split_sentences(abstract):
+        if name.casefold() not in sentence.casefold() and not re.search(r"\b(?:we|our|it)\b", sentence, re.I):
+            continue
+        for question, figure in _figure_questions(sentence, name):
+            norm = next(iter(numbers(figure)), None)
+            if norm is not None and abstract.count(figure) == 1 and counts.get(norm, 0) == 1:
+                found.setdefault(question, []).append(figure)
+    for question, figures in found.items():
+        if len(set(figures)) == 1:  # one question asking for two different figures has no single answer
+            yield question, figures[:1]
+
+
+def _figure_questions(sentence: str, name: str) -> Iterator[tuple[str, str]]:
+    for m in _BY.finditer(sentence):
+        stem, obj, figure = m.group(1).lower(), m.group(3).strip(), m.group(4).strip()
+        verb = _VERB_BASE.get(stem, stem)
+        if verb == "speed up":
+            obj = re.sub(r"^up\b\s*", "", obj)
+        if re.search(r"\d|,|\b(?:and|or|the|a|an)$", obj):
+            continue
+        yield f"By how much does {name} {verb}{' ' + obj if obj else ''}?", figure
+    for m in _COMPARATIVE.finditer(sentence):
+        word, what = m.group(2).lower(), (m.group(3) or "").strip()
+        if word == "faster":
+            yield f"How much faster is {name}?", m.group(1).strip()
+        elif what in _MEASURE_NOUNS:
+            yield f"How much {word} {what} does {name} give?", m.group(1).strip()
+    for m in _MEASURE.finditer(sentence):
+        yield f"What {m.group(2).lower()} does {name} achieve?", m.group(1).strip()
+
+
+def perturbed(name: str, taken: str) -> str | None:
+    """A name that looks like a version or sibling of `name` but occurs nowhere in the collection."""
+    digits = re.search(r"\d+(?!.*\d)", name)
+    candidates = []
+    if digits:
+        value = int(digits.group())
+        candidates.append(name[: digits.start()] + str(value + 2) + name[digits.end():])
+    candidates += [f"{name}-3", f"{name}++" if not name.endswith("+") else f"{name}-Pro", f"{name} Pro"]
+    for candidate in candidates:
+        if candidate.casefold() not in taken:
+            return candidate
+    return None
+
+
+def _pick(seq: tuple | list, key: str) -> int:
+    return int(hashlib.sha1(key.encode()).hexdigest(), 16) % len(seq)
+
+
+def near_miss_questions(paper: Paper, name: str, taken: str) -> Iterator[str]:
+    """An attribute no abstract states about this paper, and a perturbed name of its system."""
+    eligible = [q for q, stated in ATTRIBUTES if not re.search(stated, paper.abstract, re.I)]
+    if eligible:
+        yield eligible[_pick(eligible, paper.paper_id)].format(name=name)
+    other = perturbed(name, taken)
+    if other:
+        form = NAME_FORMS[_pick(NAME_FORMS, other)]
+        text = form.format(name=other)
+        yield text.lower() if form[0].islower() else text
+
+
+def generate(papers: list[Paper], test_gold: set[str], dev_gold: set[str]) -> dict[str, list[dict]]:
+    """All generated questions by split, in a stable order."""
+    taken = " ".join(f"{p.title} {p.abstract}" for p in papers).casefold()
+    out: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    counters: dict[tuple[str, str], int] = {}
+
+    def add(split: str, suite: str, kind: str, question: str, gold: list[str], keywords: list[str]) -> None:
+        counters[split, suite] = counters.get((split, suite), 0) + 1
+        qid = f"gen-{split}-{suite}-{counters[split, suite]:04d}"
+        out[split].append(_question(qid, suite, kind, question, gold, keywords))
+
+    for paper in sorted(papers, key=lambda p: p.paper_id):
+        split = split_of(paper, test_gold, dev_gold)
+        for question, keywords in topic_questions(paper):
+            add(split, "topic", "single", question, [paper.title], keywords)
+        name = system_name(paper.title)
+        if name is None:
+            continue
+        for question, keywords in name_questions(paper, name):
+            add(split, "name", "single", question, [paper.title], keywords)
+        for question, keywords in numeric_questions(paper, name):
+            add(split, "numeric", "numeric", question, [paper.title], keywords)
+        for question in near_miss_questions(paper, name, taken):
+            add(split, "near-miss", "unanswerable", question, [], [])
+    for question in OFF_TOPIC:
+        bucket = int(hashlib.sha1(question.encode()).hexdigest(), 16) % 10
+        add("train" if bucket < 6 else "dev" if bucket < 8 else "test", "off-topic", "unanswerable", question, [], [])
+    return out
+
+
+def main() -> int:
+    papers = load_corpus().papers
+    suites = generate(papers, _gold_titles(HERE / "test.jsonl"), _gold_titles(HERE / "dev.jsonl"))
+    OUT.mkdir(exist_ok=True)
+    for split, questions in suites.items():
+        path = OUT / f"{split}.jsonl"
+        path.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in questions), encoding="utf-8")
+        by_suite: dict[str, int] = {}
+        for q in questions:
+            by_suite[q["suite"]] = by_suite.get(q["suite"], 0) + 1
+        print(f"{path.relative_to(HERE.parent)}: {len(questions)} questions "
+              + ", ".join(f"{k} {v}" for k, v in sorted(by_suite.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
