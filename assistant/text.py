@@ -22,6 +22,13 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*|\d+(?:[.,]\d+)*%?")
 ANALYZER_ID = "words-v2/stopwords/snowball-en"
 _NUMBER = re.compile(r"(?<![A-Za-z])\d+(?:[.,]\d+)*(?:\s*(?:%|x|×|times)\b|%)?", re.I)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+#: A question that is little more than a name: "What is X?", "tell me about X", "how does X work".
+_SUBJECT = re.compile(
+    r"^(?:(?:so|and|ok|hi|hey)[, ]+)?(?:what(?:'s| is| are| does)|whats|wat(?: is| does)?|who (?:is|made)|"
+    r"tell me about|explain|describe|summari[sz]e|what problem does|how does|how do|info on|about)?\s*"
+    r"(?P<subject>[^\s?!.]+(?:\s+[^\s?!.]+){0,2}?)\s*"
+    r"(?:do|does|work|works|solve|mean|about|do\?|is)?\s*[?!.]*$", re.I)
+_EDGE = re.compile(r"^[^\w]+|[^\w+]+$")
 _ABBREVIATIONS = ("e.g.", "i.e.", "et al.", "vs.", "cf.", "Fig.", "Eq.", "approx.")
 
 
@@ -66,3 +73,32 @@ def split_sentences(text: str) -> list[str]:
         if part.strip():
             out.append(part.strip())
     return out
+
+
+def _token(word: str) -> str:
+    return _EDGE.sub("", word).casefold()
+
+
+def named_things(question: str) -> list[str]:
+    """What the question names, case-folded: name-shaped words (digits, inner capitals, hyphens,
+    acronyms) and the subject of a bare "What is X?" question."""
+    names = []
+    for i, word in enumerate(question.split()):
+        bare = _EDGE.sub("", word)
+        if len(bare) < 2 or bare.casefold() in STOPWORDS:
+            continue
+        inner = bare[1:]
+        if (any(c.isdigit() for c in bare) and any(c.isalpha() for c in bare)) or any(c.isupper() for c in inner) \
+                or re.search(r"\w[-+]|\+$", bare) or (i > 0 and bare[0].isupper() and word[0] not in "'\"“("):
+            names.append(bare.casefold())
+    match = _SUBJECT.match(question.strip())
+    if match:
+        names += [_token(w) for w in match.group("subject").split()
+                  if _token(w) and _token(w) not in STOPWORDS and len(_token(w)) > 1]
+    return list(dict.fromkeys(names))
+
+
+def system_name(title: str) -> str | None:
+    """The name a title gives its method ("ShadowKV: KV Cache in ..." -> "ShadowKV"), if any."""
+    head, sep, _ = title.partition(":")
+    return head.strip() if sep and 0 < len(head.split()) <= 3 else None

@@ -5,6 +5,7 @@ are what keeps the answerer honest on questions nobody tuned for. From every bun
 title names a system ("NAME: subtitle") it writes:
 
 - `topic`: every paper asked for by the topic its title states, without its system name.
+- `describe`: every paper that says "we present X, a …" asked for by that description.
 - `name`: the paper asked about by name in six everyday forms (short, lowercase, no question
   mark, "tell me about…", "what problem does … solve"); right = answered, citing the paper.
 - `numeric`: a figure an abstract sentence states about the named system, asked for in the
@@ -15,7 +16,7 @@ title names a system ("NAME: subtitle") it writes:
 - `off-topic`: questions about something else entirely.
 
 Papers are split train / dev / test: gold papers of the hand-written test set go to test, those
-of the hand-written dev set to dev, the rest by a hash of the paper id (60 / 20 / 20). Anything
+of the hand-written dev set to dev, the rest by a hash of the paper id (80 / 10 / 10). Anything
 learned (the refusal model) is fit on train, thresholds are chosen on dev, test is reported once.
 Output: `evals/generated/{train,dev,test}.jsonl` in the eval-set format, plus a `suite` field.
 """
@@ -118,7 +119,7 @@ def split_of(paper: Paper, test_gold: set[str], dev_gold: set[str]) -> str:
     if key in dev_gold:
         return "dev"
     bucket = int(hashlib.sha1(paper.paper_id.encode()).hexdigest(), 16) % 10
-    return "train" if bucket < 6 else "dev" if bucket < 8 else "test"
+    return "train" if bucket < 8 else "dev" if bucket < 9 else "test"
 
 
 def _gold_titles(path: Path) -> set[str]:
@@ -148,6 +149,21 @@ def topic_questions(paper: Paper) -> Iterator[tuple[str, list[str]]]:
         return
     form = TOPIC_FORMS[_pick(TOPIC_FORMS, paper.paper_id)]
     yield form.format(topic=topic[0].lower() + topic[1:]), []
+
+
+_INTRODUCES = re.compile(r"\b(?:we|this paper|this work)\s+(present|propose|introduce|develop|design)s?\s+"
+                         r"(?P<name>[^,.;]{1,60}?),\s+(?P<what>(?:a|an)\s+[^.;]{10,200})", re.I)
+
+
+def describe_questions(paper: Paper) -> Iterator[tuple[str, list[str]]]:
+    """The paper asked for by what it says it introduces, without its name ("Which paper
+    presents a novel framework for …?")."""
+    for sentence in split_sentences(paper.abstract):
+        match = _INTRODUCES.search(sentence)
+        if match:
+            what = " ".join(match.group("what").split()[:20]).rstrip(",:;")
+            yield f"Which paper {match.group(1).lower()}s {what}?", []
+            return
 
 
 def numeric_questions(paper: Paper, name: str) -> Iterator[tuple[str, list[str]]]:
@@ -237,6 +253,8 @@ def generate(papers: list[Paper], test_gold: set[str], dev_gold: set[str]) -> di
         split = split_of(paper, test_gold, dev_gold)
         for question, keywords in topic_questions(paper):
             add(split, "topic", "single", question, [paper.title], keywords)
+        for question, keywords in describe_questions(paper):
+            add(split, "describe", "single", question, [paper.title], keywords)
         name = system_name(paper.title)
         if name is None:
             continue

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..models import Source
-from ..text import STOPWORDS, numbers, split_sentences, terms
+from ..text import named_things, numbers, split_sentences, terms
 
 Encode = Callable[[list[str]], np.ndarray]
 MODEL_FILE = Path(__file__).with_name("confidence_model.json")
@@ -60,13 +60,6 @@ _GENERIC_ASKED = re.compile(
 #: Sentences that state the problem or prior work rather than what the paper did.
 _BACKGROUND = re.compile(r"(However|Despite|While|Although|Existing|Current|Recent|Traditional|Prior|Previous|"
                          r"Conventional|Unfortunately|Nevertheless)\b")
-#: A question that is little more than a name: "What is X?", "tell me about X", "how does X work".
-_SUBJECT = re.compile(
-    r"^(?:(?:so|and|ok|hi|hey)[, ]+)?(?:what(?:'s| is| are| does)|whats|wat(?: is| does)?|who (?:is|made)|"
-    r"tell me about|explain|describe|summari[sz]e|what problem does|how does|how do|info on|about)?\s*"
-    r"(?P<subject>[^\s?!.]+(?:\s+[^\s?!.]+){0,2}?)\s*"
-    r"(?:do|does|work|works|solve|mean|about|do\?|is)?\s*[?!.]*$", re.I)
-_EDGE = re.compile(r"^[^\w]+|[^\w+]+$")
 #: Words that frame a question rather than say what it is about ("what problem does X solve").
 _FRAME_TERMS = frozenset(terms("problem problems solve solves work works do tell explain describe summary summarize "
                                "mean means idea main key purpose goal contribution contributions about info "
@@ -96,32 +89,13 @@ def has_figure(sentence: str) -> bool:
                for n in numbers(sentence))
 
 
-def _token(word: str) -> str:
-    return _EDGE.sub("", word).casefold()
-
-
-def named_things(question: str) -> list[str]:
-    """What the question names, case-folded: name-shaped words (digits, inner capitals, hyphens,
-    acronyms) and the subject of a bare "What is X?" question."""
-    names = []
-    for i, word in enumerate(question.split()):
-        bare = _EDGE.sub("", word)
-        if len(bare) < 2 or bare.casefold() in STOPWORDS:
-            continue
-        inner = bare[1:]
-        if (any(c.isdigit() for c in bare) and any(c.isalpha() for c in bare)) or any(c.isupper() for c in inner) \
-                or re.search(r"\w[-+]|\+$", bare) or (i > 0 and bare[0].isupper() and word[0] not in "'\"“("):
-            names.append(bare.casefold())
-    match = _SUBJECT.match(question.strip())
-    if match:
-        names += [_token(w) for w in match.group("subject").split()
-                  if _token(w) and _token(w) not in STOPWORDS and len(_token(w)) > 1]
-    return list(dict.fromkeys(names))
-
-
 def _mentions(text: str, name: str) -> bool:
-    """Whether `name` occurs in `text` as a whole word (case-folded)."""
-    return re.search(rf"(?<![\w+-]){re.escape(name)}(?![\w+]|-\w)", text.casefold()) is not None
+    """Whether `text` mentions `name`: as a whole word (case-folded) when the name carries a
+    version (digits, '+', a hyphenated part), else by its stemmed terms ("CNNs" ~ "CNN")."""
+    if re.search(r"\d|\+|\w-\w", name):
+        return re.search(rf"(?<![\w+-]){re.escape(name)}(?![\w+]|-\w)", text.casefold()) is not None
+    wanted = set(terms(name))
+    return bool(wanted) and wanted <= set(terms(text))
 
 
 @dataclass
@@ -148,7 +122,7 @@ FEATURES = {
                          "('problem', 'solve', 'work', ...); 1 when there are none",
     "named": "1 if the question names something (name-shaped word or the X of 'what is X')",
     "named_missing": "share of named things found in no retrieved paper (title or passage)",
-    "named_in_top": "1 if every named thing occurs in the top paper",
+    "named_in_top": "share of named things the top paper mentions",
     "asks_attribute": "1 if the question asks for an attribute ('how many annotators', 'which license')",
     "attribute_missing": "1 if it does and no retrieved sentence or title contains the asked word",
     "wants_figure": "1 if the question asks for a figure ('how many', 'by how much', 'what speedup')",
@@ -298,7 +272,7 @@ class EvidenceAssessor:
             "rest_coverage_top": self.coverage(" ".join(rest), top_text) if rest else 1.0,
             "named": float(bool(names)),
             "named_missing": (len(found) - sum(found)) / len(found) if found else 0.0,
-            "named_in_top": float(bool(names) and all(_mentions(top_text, n) for n in names)),
+            "named_in_top": sum(_mentions(top_text, n) for n in names) / len(names) if names else 0.0,
             "asks_attribute": float(bool(asked)),
             "attribute_missing": float(bool(asked) and not any(
                 asked & set(terms(c.text + " " + c.source.title)) for c in candidates)),

@@ -12,7 +12,7 @@ import numpy as np
 from ..indexing.embedding import CachedEncoder, MiniLMEncoder
 from ..indexing.keyword import KeywordHit, KeywordIndex
 from ..indexing.store import DenseHit, IndexStore
-from ..text import split_sentences
+from ..text import named_things, split_sentences, system_name
 
 RRF_K = 60
 CANDIDATE_CHUNKS = 40
@@ -20,6 +20,9 @@ MAX_CHUNKS_PER_PAPER = 2
 #: Weights of the two rankings in hybrid fusion (chosen on evals/dev.jsonl).
 DENSE_WEIGHT = 1.0
 KEYWORD_WEIGHT = 1.5
+#: Added to the fused score of a paper whose title names the system the question names
+#: ("What is TransMLA?" → "TransMLA: …"): rank fusion alone lets a weak dense match outvote it.
+NAME_MATCH_BONUS = 1.0
 
 
 @dataclass
@@ -92,6 +95,11 @@ class Retriever:
         weights = [DENSE_WEIGHT, KEYWORD_WEIGHT] if mode == "hybrid" else None
         for paper_id, score in reciprocal_rank_fusion(rankings, weights=weights).items():
             papers[paper_id].score = score
+        named = set(named_things(query))
+        for paper in papers.values():
+            name = system_name(paper.title)
+            if name and set(name.casefold().split()) <= named:
+                paper.score += NAME_MATCH_BONUS
         ranked = sorted(papers.values(), key=lambda p: -p.score)[:top_k]
         self._fill_dense(ranked, vector)
         return ranked
