@@ -74,6 +74,14 @@ class Answer:
     sentences: list[SentenceSupport] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: Estimated probability (0–1) that the collection answers the question with the evidence
+    #: found; low for a refusal. See `answering/evidence.py`.
+    confidence: float = 0.0
+
+    @property
+    def grounded(self) -> bool:
+        """Whether at least one sentence cites a source that was retrieved (False for refusals)."""
+        return not self.refused and bool(self.citations)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, the shape of `assistant ask --json`."""
@@ -88,6 +96,8 @@ class Answer:
                 for s in self.sources
             ],
             "backend": self.backend,
+            "confidence": round(self.confidence, 4),
+            "grounded": self.grounded,
             "sentences": [asdict(s) for s in self.sentences],
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "warnings": list(self.warnings),

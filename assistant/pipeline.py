@@ -22,6 +22,7 @@ from .answering.citations import (
     refusal_has_extra,
     score_support,
 )
+from .answering.evidence import EvidenceAssessor
 from .answering.extractive import ExtractiveAnswerer
 from .errors import BackendError, IndexProblemError, InvalidQuestionError
 from .indexing.build import INCOMPLETE, IndexReport, build_index, keyword_dir, open_store, usable_while_written
@@ -87,6 +88,7 @@ class Assistant:
         self._keyword_checked = 0.0
         self._ready_checked = -KEYWORD_CHECK_SECONDS
         self._answerers: dict[tuple[str, Settings], Answerer] = {}
+        self.assessor = EvidenceAssessor(self.encoder.encode, lambda term: self.keyword_index().idf(term))
 
     # -- index -------------------------------------------------------------------------------
     @property
@@ -159,8 +161,7 @@ class Assistant:
 
     def _make_answerer(self, name: str) -> Answerer:
         if name == "extractive":
-            kw = self.keyword_index
-            return ExtractiveAnswerer(self.encoder.encode, lambda t: kw().idf(t), lambda t: kw().knows(t))
+            return ExtractiveAnswerer(self.assessor)
         if name == "openai":
             from .answering.openai_backend import OpenAIAnswerer
 
@@ -217,6 +218,7 @@ class Assistant:
             yield delta
         answered = time.perf_counter()
         result = self.finalize(question, "".join(pieces), sources, answerer.name)
+        result.confidence = self.assessor.assess(question, sources).confidence
         result.timings_ms = {"retrieval": (retrieved - started) * 1000, "answer": (answered - retrieved) * 1000,
                              "citations": (time.perf_counter() - answered) * 1000,
                              "total": (time.perf_counter() - started) * 1000}

@@ -143,7 +143,7 @@ def name_questions(paper: Paper, name: str) -> Iterator[tuple[str, list[str]]]:
 
 def topic_questions(paper: Paper) -> Iterator[tuple[str, list[str]]]:
     """The paper asked for by its title's topic (the subtitle when the title names a system)."""
-    head, sep, tail = paper.title.partition(":")
+    _, sep, tail = paper.title.partition(":")
     topic = (tail if sep and system_name(paper.title) else paper.title).strip().rstrip("?.!")
     if len(topic.split()) < 3:
         return

@@ -143,14 +143,21 @@ def score_support(sentences: list[str], sources: Sequence[Source], encode: Encod
 
 
 def _quoted_verbatim(sentence: str, cited: Sequence[Source]) -> bool:
-    """Whether the sentence (minus a leading '"Title":' of a cited paper) appears in a cited passage."""
+    """Whether the sentence appears in a cited passage, after at most one short lead-in of ours:
+    a quoted title ('"Title":'), a label ('ShadowKV:', '3.04×:') or a name ('ShadowKV is …')."""
     body = sentence
     for source in cited:
         prefix = f'"{source.title}"'
         if body.startswith(prefix):
             body = body[len(prefix):].lstrip(" :")
     body = " ".join(body.split()).rstrip(" .!?")
-    return len(body) > 20 and any(body in " ".join(s.text.split()) for s in cited)
+    passages = [" ".join(s.text.split()) for s in cited]
+    tails = [body]
+    for sep, max_words in ((":", 8), (" is ", 5)):
+        head, found, tail = body.partition(sep)
+        if found and len(head.split()) <= max_words:
+            tails.append(tail.strip())
+    return any(len(t) > 20 and any(t in p for p in passages) for t in tails)
 
 
 def build_citations(text: str, sources: Sequence[Source]) -> list[Citation]:

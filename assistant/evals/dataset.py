@@ -2,8 +2,9 @@
 
 Format (one object per line): `{"id", "kind", "question", "gold_titles", "answer_keywords"}`,
 kind one of single | numeric | multi | unanswerable, and optionally `"suite"` (e.g. `name`,
-`near-miss`: the generated suites of `evals/generate.py`), which reports show separately. `load_eval_set` reads a file for a run and
-rejects malformed lines; `check_eval_set` also checks the questions against a corpus.
+`near-miss`: the generated suites of `evals/generate.py`), which reports show separately.
+`load_eval_set` reads a file for a run and rejects malformed lines; `check_eval_set` also checks
+the questions against a corpus.
 """
 
 from __future__ import annotations

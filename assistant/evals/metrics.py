@@ -35,6 +35,13 @@ Refusal:
 - refusal_rate: share of unanswerable questions refused (higher is better).
 - false_refusal_rate: share of answerable questions refused (lower is better).
 
+Calibration (every question; `Answer.confidence` against whether the evidence answers, see
+`evidence_answers`):
+- ece: expected calibration error over 10 equal-width confidence bins: the question-weighted
+  mean of |mean confidence - share of questions whose evidence answers| per bin (lower is better).
+- The report adds a reliability diagram and a risk-coverage curve (answer only questions with
+  confidence >= t; coverage = share answered, risk = share of those whose evidence does not answer).
+
 Latency: p50 and p95 of each stage's `timings_ms` (retrieval, answer, total) over the questions,
 by linear interpolation between order statistics (numpy's default percentile).
 """
@@ -185,6 +192,9 @@ class Outcome:
     sentences: list[SentenceJudgement] = field(default_factory=list)
     fabricated: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)
+    suite: str = ""
+    confidence: float | None = None
+    evidence_answers: bool | None = None
 
     @property
     def answerable(self) -> bool:
@@ -241,6 +251,43 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if len(values) else None
 
 
+CALIBRATION_BINS = 10
+
+
+def calibration_bins(outcomes: Sequence[Outcome], bins: int = CALIBRATION_BINS) -> list[dict[str, float]]:
+    """Per equal-width confidence bin: count, mean confidence and share whose evidence answers."""
+    rated = [o for o in outcomes if o.confidence is not None and o.evidence_answers is not None]
+    out = []
+    for i in range(bins):
+        low, high = i / bins, (i + 1) / bins
+        members = [o for o in rated if low <= o.confidence < high or (i == bins - 1 and o.confidence == 1.0)]
+        if members:
+            out.append({"low": low, "high": high, "n": len(members),
+                         "confidence": float(np.mean([o.confidence for o in members])),
+                         "accuracy": float(np.mean([o.evidence_answers for o in members]))})
+    return out
+
+
+def expected_calibration_error(outcomes: Sequence[Outcome]) -> float | None:
+    """ECE over `calibration_bins` (None when no question has a confidence)."""
+    bins = calibration_bins(outcomes)
+    total = sum(b["n"] for b in bins)
+    if not total:
+        return None
+    return round(sum(b["n"] * abs(b["confidence"] - b["accuracy"]) for b in bins) / total, 4)
+
+
+def risk_coverage(outcomes: Sequence[Outcome]) -> list[tuple[float, float]]:
+    """(coverage, risk) when answering only the most confident questions, for every cut-off."""
+    rated = sorted((o for o in outcomes if o.confidence is not None and o.evidence_answers is not None),
+                   key=lambda o: -o.confidence)
+    points, wrong = [], 0
+    for i, o in enumerate(rated, start=1):
+        wrong += not o.evidence_answers
+        points.append((i / len(rated), wrong / i))
+    return points
+
+
 def aggregate(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     """All metrics for a group of questions (see the module docstring for definitions)."""
     scores = [score(o) for o in outcomes]
@@ -263,11 +310,16 @@ def aggregate(outcomes: Sequence[Outcome]) -> dict[str, Any]:
         "grounding": {"citation_recall": mean("grounded_recall"), "citation_precision": mean("grounded_precision"),
                       "uncited_sentences": mean("uncited_sentences")},
         "refusal": {"refusal_rate": mean("refusal"), "false_refusal_rate": mean("false_refusal")},
+        "calibration": {"ece": expected_calibration_error(outcomes)},
         "latency_ms": latency,
     }
 
 
 def summarize(outcomes: Sequence[Outcome], kinds: Sequence[str]) -> dict[str, Any]:
-    """Metrics overall and for each kind present, in the order of `kinds`."""
+    """Metrics overall, for each kind present (in the order of `kinds`) and for each suite when
+    the set names suites (questions without one count as `handwritten`)."""
     by_kind = {k: aggregate([o for o in outcomes if o.kind == k]) for k in kinds if any(o.kind == k for o in outcomes)}
-    return {"overall": aggregate(outcomes), "by_kind": by_kind}
+    suites = list(dict.fromkeys(o.suite or "handwritten" for o in outcomes))
+    by_suite = {s: aggregate([o for o in outcomes if (o.suite or "handwritten") == s]) for s in suites} \
+        if len(suites) > 1 or suites[:1] != ["handwritten"] else {}
+    return {"overall": aggregate(outcomes), "by_kind": by_kind, "by_suite": by_suite}

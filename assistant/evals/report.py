@@ -16,7 +16,8 @@ COLUMNS = (
     ("cite R", "answers.citation_recall"), ("strict", "answers.strict_accuracy"),
     ("ALCE R", "grounding.citation_recall"), ("ALCE P", "grounding.citation_precision"),
     ("uncited", "grounding.uncited_sentences"), ("refusal", "refusal.refusal_rate"),
-    ("false ref", "refusal.false_refusal_rate"), ("fabricated", "answers.fabricated_citations"),
+    ("false ref", "refusal.false_refusal_rate"), ("ECE", "calibration.ece"),
+    ("fabricated", "answers.fabricated_citations"),
 )
 #: Metrics drawn in the charts (all in 0..1, higher is better).
 CHART_COLUMNS = ("hit@1", "hit@5", "MRR@10", "R@10", "kw acc", "cite P", "cite R", "strict", "ALCE R", "ALCE P",
@@ -31,6 +32,8 @@ DEFINITIONS = """\
 - **ALCE R**: share of answer sentences supported by their cited passages. **ALCE P**: share of citations that
   support their sentence alone or are needed for its support. **uncited**: share of sentences without a citation.
 - **refusal**: unanswerable questions refused. **false ref**: answerable questions refused.
+- **ECE**: expected calibration error of `Answer.confidence` against "the evidence answers" (10 bins; lower is
+  better); calibration.png has the reliability diagram and the risk-coverage curve.
 - **fabricated**: markers outside the sources and titles not in the collection (a count; must be 0).
 - Full definitions: the docstring of `assistant/metrics.py` and docs/evals.md."""
 
@@ -66,13 +69,14 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 
 def _groups(payload: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    return [*payload["by_kind"].items(), ("overall", payload["overall"])]
+    suites = [(f"suite {name}", g) for name, g in payload.get("by_suite", {}).items()]
+    return [*payload["by_kind"].items(), *suites, ("overall", payload["overall"])]
 
 
 def metrics_table(payload: dict[str, Any]) -> str:
-    """Every metric, one row per kind and one overall."""
+    """Every metric, one row per kind, one per suite (when the set has suites) and one overall."""
     rows = [[name, g["n"], *(_get(g, path) for _, path in COLUMNS)] for name, g in _groups(payload)]
-    return markdown_table(["kind", "n", *(h for h, _ in COLUMNS)], rows)
+    return markdown_table(["group", "n", *(h for h, _ in COLUMNS)], rows)
 
 
 def latency_table(payload: dict[str, Any]) -> str:
@@ -171,6 +175,36 @@ def bar_chart(series: dict[str, dict[str, float | None]], path: Path, title: str
     plt.close(fig)
 
 
+def calibration_chart(calibration: dict[str, Any], path: Path, title: str) -> None:
+    """Reliability diagram (confidence vs share whose evidence answers) beside the risk-coverage curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 4.4))
+    bins = calibration["bins"]
+    left.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    left.bar([(b["low"] + b["high"]) / 2 for b in bins], [b["accuracy"] for b in bins], width=0.09, alpha=0.6,
+             label="share whose evidence answers")
+    left.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", label="bin mean confidence")
+    for b in bins:
+        left.annotate(str(b["n"]), ((b["low"] + b["high"]) / 2, b["accuracy"]), ha="center", va="bottom",
+                      fontsize="x-small")
+    left.set(xlim=(0, 1), ylim=(0, 1.05), xlabel="confidence", ylabel="share whose evidence answers",
+             title="reliability (n per bin)")
+    left.legend(fontsize="small", loc="upper left")
+    points = calibration["risk_coverage"]
+    right.plot([c for c, _ in points], [r for _, r in points])
+    right.set(xlim=(0, 1), ylim=(0, max([r for _, r in points] + [0.1]) * 1.1), xlabel="coverage (share answered)",
+              ylabel="risk (share wrongly answered)", title="risk-coverage")
+    right.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _chart_values(group: dict[str, Any]) -> dict[str, float | None]:
     paths = dict(COLUMNS)
     return {name: _get(group, paths[name]) for name in CHART_COLUMNS}
@@ -182,26 +216,30 @@ def write_report(out: Path, payload: dict[str, Any]) -> None:
     (out / "metrics.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out / "report.md").write_text(report_markdown(payload), encoding="utf-8")
     c = payload["config"]
-    bar_chart({name: _chart_values(g) for name, g in _groups(payload)}, out / "metrics.png",
-              f"{Path(c.get('set', '')).name}: {c['backend']} / {c['retrieval']}")
+    title = f"{Path(c.get('set', '')).name}: {c['backend']} / {c['retrieval']}"
+    bar_chart({name: _chart_values(g) for name, g in _groups(payload)}, out / "metrics.png", title)
+    if payload.get("calibration", {}).get("bins"):
+        calibration_chart(payload["calibration"], out / "calibration.png", title)
 
 
 def comparison_table(runs: Sequence[dict[str, Any]]) -> str:
-    """Overall metrics and latency, one row per (backend, retrieval) run."""
+    """Overall metrics and latency, one row per (backend, retrieval) run and per suite of each run."""
     rows = []
     for run in runs:
-        o, c = run["overall"], run["config"]
-        total = o["latency_ms"]["total"]
-        rows.append([c["backend"], c["retrieval"], *(_get(o, path) for _, path in COLUMNS),
-                     fmt_ms(total["p50"]), fmt_ms(total["p95"])])
-    return markdown_table(["backend", "retrieval", *(h for h, _ in COLUMNS), "p50 ms", "p95 ms"], rows)
+        c = run["config"]
+        for name, group in [("all", run["overall"]), *run.get("by_suite", {}).items()]:
+            total = group["latency_ms"]["total"]
+            rows.append([c["backend"], c["retrieval"], name, *(_get(group, path) for _, path in COLUMNS),
+                         fmt_ms(total["p50"]), fmt_ms(total["p95"])])
+    return markdown_table(["backend", "retrieval", "suite", *(h for h, _ in COLUMNS), "p50 ms", "p95 ms"], rows)
 
 
 def write_comparison(out: Path, runs: Sequence[dict[str, Any]]) -> str:
     """Write compare.json, compare.md and compare.png under `out`; returns the Markdown table."""
     out.mkdir(parents=True, exist_ok=True)
     table = comparison_table(runs)
-    summary = [{"config": r["config"], "overall": r["overall"], "by_kind": r["by_kind"]} for r in runs]
+    summary = [{"config": r["config"], "overall": r["overall"], "by_kind": r["by_kind"],
+                "by_suite": r.get("by_suite", {})} for r in runs]
     (out / "compare.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     set_name = runs[0]["config"].get("set", "") if runs else ""
     (out / "compare.md").write_text(f"# Comparison: {set_name}\n\nOverall metrics per run.\n\n{table}\n\n"

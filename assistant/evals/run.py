@@ -23,7 +23,17 @@ from ..pipeline import Assistant, configured_backends
 from ..settings import RETRIEVAL_MODES, Settings
 from .dataset import KINDS, EvalQuestion, load_eval_set
 from .gate import check_gate, load_thresholds, write_thresholds
-from .metrics import RETRIEVAL_DEPTH, Outcome, SentenceJudgement, fabricated_citations, score, summarize
+from .metrics import (
+    RETRIEVAL_DEPTH,
+    Outcome,
+    SentenceJudgement,
+    calibration_bins,
+    evidence_answers,
+    fabricated_citations,
+    risk_coverage,
+    score,
+    summarize,
+)
 from .report import metrics_table, print_table, write_comparison, write_report
 
 DEFAULT_SET = Path("evals/test.jsonl")
@@ -76,6 +86,7 @@ def evaluate_question(assistant: Assistant, q: EvalQuestion, *, backend: str, re
         q.id, q.kind, q.question, list(q.gold_titles), list(q.answer_keywords), retrieved, answer.text,
         answer.refused, [c.title for c in answer.citations], judge_sentences(answer, assistant.encoder.encode),
         fabricated_citations(answer, known_titles, "".join(pieces)), dict(answer.timings_ms),
+        q.suite, answer.confidence, evidence_answers(answer.sources, q.gold_titles, q.answer_keywords),
     )
 
 
@@ -98,6 +109,7 @@ def run_set(assistant: Assistant, questions: Sequence[EvalQuestion], *, backend:
         "config": {"backend": answerer, "retrieval": retrieval, "top_k": top_k or assistant.settings.top_k,
                    "questions": len(questions), "created": datetime.now(UTC).isoformat(timespec="seconds")},
         **summarize(outcomes, KINDS),
+        "calibration": {"bins": calibration_bins(outcomes), "risk_coverage": risk_coverage(outcomes)},
         "questions": [_question_record(o) for o in outcomes],
     }
     return payload
@@ -112,7 +124,8 @@ def _warn_unknown_gold(questions: Sequence[EvalQuestion], known_titles: Sequence
 
 def _question_record(o: Outcome) -> dict[str, Any]:
     return {
-        "id": o.id, "kind": o.kind, "question": o.question, "gold_titles": o.gold_titles,
+        "id": o.id, "kind": o.kind, "suite": o.suite, "question": o.question, "confidence": o.confidence,
+        "evidence_answers": o.evidence_answers, "gold_titles": o.gold_titles,
         "answer_keywords": o.answer_keywords, "retrieved": o.retrieved, "answer": o.text, "refused": o.refused,
         "cited": o.cited, "fabricated": o.fabricated,
         "sentences": [{"text": j.text, "cites": j.cites, "supported": j.supported, "precise": j.precise()}

@@ -59,8 +59,12 @@ class PaperHit:
 
     @property
     def passage(self) -> str:
-        """Its best chunks (up to two) in abstract order: the evidence shown for this paper."""
-        best = sorted(self.chunks, key=lambda c: -c.strength)[:MAX_CHUNKS_PER_PAPER]
+        """Its best chunk and its opening chunk (else its second best), in abstract order: the
+        evidence shown for this paper."""
+        ranked = sorted(self.chunks, key=lambda c: -c.strength)
+        # The opening chunk, when it matched at all, says what the paper introduces: keep it.
+        best = ranked[:1] + sorted(ranked[1:], key=lambda c: (c.position != 0, -c.strength))
+        best = best[:MAX_CHUNKS_PER_PAPER]
         sentences: dict[str, None] = {}
         for chunk in sorted(best, key=lambda c: c.position):
             sentences.update(dict.fromkeys(split_sentences(chunk.text)))
