@@ -91,8 +91,8 @@ def has_figure(sentence: str) -> bool:
 
 def _mentions(text: str, name: str) -> bool:
     """Whether `text` mentions `name`: as a whole word (case-folded) when the name carries a
-    version (digits, '+', a hyphenated part), else by its stemmed terms ("CNNs" ~ "CNN")."""
-    if re.search(r"\d|\+|\w-\w", name):
+    version (digits, '+'), else by its stemmed terms ("CNNs" ~ "CNN", "KV-cache" ~ "KV cache")."""
+    if re.search(r"\d|\+", name):
         return re.search(rf"(?<![\w+-]){re.escape(name)}(?![\w+]|-\w)", text.casefold()) is not None
     wanted = set(terms(name))
     return bool(wanted) and wanted <= set(terms(text))
