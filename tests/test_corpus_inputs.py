@@ -13,7 +13,7 @@ import pytest
 
 from assistant import cli
 from assistant.corpus.parse import MAX_FILE_BYTES, ParseProblem, load_corpus
-from assistant.indexing.build import open_store
+from assistant.indexing.index import PaperIndex
 from assistant.settings import Settings
 
 ABSTRACT = ("We study retrieval for long documents and show that a small reranker recovers most of the "
@@ -132,7 +132,7 @@ def run_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 
 def stored_titles(index_dir: Path) -> set[str]:
-    store = open_store(Settings.from_env(env={}, index_dir=index_dir))
+    store = PaperIndex(Settings.from_env(env={}, index_dir=index_dir)).store
     return {m["title"] for m in store.collection.get(include=["metadatas"])["metadatas"]}
 
 

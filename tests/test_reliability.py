@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -32,12 +30,6 @@ UNUSABLE = {
     "only emoji": "🙂 🙂",
     "zero-width": "\u200b\ufeff\u200b",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def shadowkv(answer: object) -> bool:
@@ -113,11 +105,10 @@ def test_cli_bad_top_k_exits_2(ask: Callable) -> None:
     assert code == cli.EXIT_BAD_INPUT and out == "" and "top_k" in err and err.count("\n") == 1
 
 
-def test_cli_undecodable_bytes_fail_before_any_index_is_built(tmp_path: Path) -> None:
+def test_cli_undecodable_bytes_fail_before_any_index_is_built(tmp_path: Path, cli_env: Callable) -> None:
     index = tmp_path / "never-built"
     done = subprocess.run([sys.executable, "-m", "assistant", "ask", b"\xff\xfe?\xc3"], capture_output=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "ASSISTANT_INDEX_DIR": str(index)},
-                          timeout=300, cwd=ROOT)
+                          env=cli_env(ASSISTANT_INDEX_DIR=str(index)), timeout=300, cwd=ROOT)
     assert done.returncode == cli.EXIT_BAD_INPUT and done.stdout == b""
     assert done.stderr == b"error: the question has no words in it\n"
     assert not index.exists()
@@ -141,16 +132,10 @@ def test_cli_bad_configuration_is_one_line(command: str, var: str, value: str, c
 
 
 # -- LLM endpoint faults --------------------------------------------------------------------------
-def llm_settings(protocol: str, url: str) -> dict[str, object]:
-    if protocol == "openai":
-        return {"backend": "openai", "openai_base_url": url + "/v1", "openai_model": "test-model"}
-    return {"backend": "ollama", "ollama_host": url, "ollama_model": "test-model"}
-
-
 @pytest.mark.parametrize("protocol", ["openai", "ollama"])
 def test_llm_faults_are_one_line_errors_and_the_same_assistant_recovers(
-        settings: Settings, first_build: object, protocol: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        settings: Settings, first_build: object, protocol: str, free_port: Callable[[], int],
+        llm_settings: Callable) -> None:
     port = free_port()
     llm = Assistant(settings.with_(**llm_settings(protocol, f"http://127.0.0.1:{port}"),
                                    llm_timeout_s=1.0, llm_max_retries=0))
@@ -178,15 +163,16 @@ def test_llm_faults_are_one_line_errors_and_the_same_assistant_recovers(
 
 # -- secrets --------------------------------------------------------------------------------------
 def test_api_key_never_reaches_output_logs_or_files(
-        settings: Settings, index_dir: Path, first_build: object, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        settings: Settings, index_dir: Path, first_build: object, tmp_path: Path, cli_env: Callable,
+        caplog: pytest.LogCaptureFixture) -> None:
     secret = f"sk-test-SECRET-{uuid.uuid4().hex}"
-    monkeypatch.setenv("OPENAI_API_KEY", secret)
     caplog.set_level(logging.DEBUG)
     seen: list[str] = []
     with FakeLLMServer("openai") as server:
         url = server.url + "/v1"
-        llm = Assistant(settings.with_(backend="openai", openai_base_url=url, llm_max_retries=0))
+        llm = Assistant(settings.with_(backend="openai", openai_base_url=url, llm_max_retries=0,
+                                       openai_api_key=secret))
+        assert secret not in repr(llm.settings)
         echo = f"Incorrect API key provided: {secret}. You can find your API key at ..."
         for reply in [Reply(status=401, error=echo), Reply(status=500, error=echo), Reply(status=429, error=echo)]:
             server.script(reply)
@@ -196,8 +182,8 @@ def test_api_key_never_reaches_output_logs_or_files(
             seen.append(str(exc.value))
         server.script(Reply("ShadowKV keeps a low-rank key cache [1]."))
         seen.append(json.dumps(llm.answer(QUESTION).to_dict()))
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "ASSISTANT_INDEX_DIR": str(index_dir),
-               "OPENAI_BASE_URL": url, "OPENAI_LOG": "debug", "HOME": str(tmp_path)}
+        env = cli_env(ASSISTANT_INDEX_DIR=str(index_dir), OPENAI_API_KEY=secret, OPENAI_BASE_URL=url,
+                      OPENAI_LOG="debug", HOME=str(tmp_path))
         eval_set = tmp_path / "set.jsonl"
         eval_set.write_text(json.dumps({"id": "q1", "kind": "unanswerable", "question": "What is the capital "
                                         "of Australia?", "gold_titles": [], "answer_keywords": []}) + "\n")

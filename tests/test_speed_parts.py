@@ -15,11 +15,11 @@ import pytest
 from assistant.corpus.parse import load_corpus
 from assistant.errors import IndexProblemError
 from assistant.indexing import chunking, embedding
-from assistant.indexing.build import build_index, index_lock, open_store, usable_while_written
 from assistant.indexing.chunking import chunk_papers
 from assistant.indexing.embedding import CachedEncoder, MiniLMEncoder, _length_batches
+from assistant.indexing.index import PaperIndex
 from assistant.indexing.keyword import KeywordIndex
-from assistant.indexing.store import DenseHit
+from assistant.models import ScoredChunk
 from assistant.settings import Settings
 
 
@@ -93,7 +93,7 @@ def test_chunk_cache_gives_the_same_chunks_without_splitting(tmp_path: Path,
 
 
 def test_keyword_index_saves_from_many_threads(tmp_path: Path) -> None:
-    chunks = [DenseHit(f"p{i}-0", f"p{i}", f"Paper {i}", f"text about topic {i} and kv caches", 0.0)
+    chunks = [ScoredChunk(f"p{i}-0", f"p{i}", f"Paper {i}", f"text about topic {i} and kv caches")
               for i in range(50)]
     folder = tmp_path / "keyword"
     errors: list[BaseException] = []
@@ -117,12 +117,12 @@ def test_keyword_index_saves_from_many_threads(tmp_path: Path) -> None:
 
 
 def test_writer_lock_refuses_a_second_run_but_readers_go_on(settings: Settings, first_build) -> None:
-    store = open_store(settings)
-    assert not usable_while_written(settings, store)
-    with index_lock(settings):
+    index = PaperIndex(settings)
+    assert not index.usable_while_written()
+    with PaperIndex(settings).lock():
         with pytest.raises(IndexProblemError, match="another `assistant index` run"):
-            build_index(settings, progress=False)
-        assert usable_while_written(settings, store)
+            index.build(progress=False)
+        assert index.usable_while_written()
 
 
 def test_changed_chunks_are_replaced(tmp_path: Path, settings: Settings, first_build) -> None:
@@ -134,17 +134,18 @@ def test_changed_chunks_are_replaced(tmp_path: Path, settings: Settings, first_b
     extra.write_text('{"title": "Quokka: A Tiny Test Paper on Batching", "abstract": "Quokka batches short '
                      'sentences by length. It bounds padding to fifteen percent."}\n')
     small = MiniLMEncoder()
-    build_index(settings, [extra], progress=False, encoder=_Counting(small))
+    PaperIndex(settings, _Counting(small)).build([extra], progress=False)
     extra.write_text('{"title": "Quokka: A Tiny Test Paper on Batching", "abstract": "Quokka batches short '
                      'sentences by token count. It bounds padding to fifteen percent of the batch."}\n')
     counting = _Counting(small)
-    report = build_index(settings, progress=False, encoder=counting)
+    index = PaperIndex(settings, counting)
+    report = index.build(progress=False)
     assert report.added == 1 and counting.texts == 1
-    store = open_store(settings)
+    store = index.store
     got = store.collection.get(where={"title": "Quokka: A Tiny Test Paper on Batching"}, include=["documents"])
     assert got["documents"] == ["Quokka batches short sentences by token count. It bounds padding to fifteen "
                                 "percent of the batch."]
-    assert build_index(settings, progress=False, encoder=counting).added == 0
+    assert index.build(progress=False).added == 0
     assert store.count() == first_build.chunks + 1
 
 

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..models import Source
+from ..settings import Settings
 from ..text import numbers, split_sentences, terms
+from .base import AnswerContext
 from .citations import REFUSAL
 
 Encode = Callable[[list[str]], np.ndarray]
@@ -103,10 +105,24 @@ class ExtractiveAnswerer:
 
     name = "extractive"
 
+    @classmethod
+    def configured(cls, settings: Settings) -> bool:
+        """Always usable: it needs no endpoint."""
+        return True
+
+    @classmethod
+    def create(cls, settings: Settings, context: AnswerContext) -> ExtractiveAnswerer:
+        """The answerer over the collection's embedder and term statistics."""
+        return cls(context.encode, context.idf, context.knows)
+
     def __init__(self, encode: Encode, idf: Callable[[str], float], knows: Callable[[str], bool]) -> None:
         self.encode = encode
         self.idf = idf
         self.knows = knows
+
+    def fit_sources(self, question: str, sources: list[Source]) -> list[Source]:
+        """All of them: quoting has no context window."""
+        return sources
 
     def stream(self, question: str, sources: list[Source]) -> Iterator[str]:
         """Yield the whole answer at once (extractive answers are not generated token by token)."""
@@ -116,7 +132,7 @@ class ExtractiveAnswerer:
         """The answer text, or the refusal sentence."""
         if not sources or unknown_names(question, self.knows):
             return REFUSAL
-        if max(s.metadata.get("dense", 0.0) for s in sources) < MIN_DENSE:
+        if max(s.dense for s in sources) < MIN_DENSE:
             return REFUSAL
         kind = question_kind(question)
         candidates = self._score(question, sources)
@@ -179,7 +195,7 @@ class ExtractiveAnswerer:
         top = max(relevance.values())
         for cand in candidates:
             if relevance[cand.source.n] >= MULTI_RELATIVE * top and cand.source.n not in papers \
-                    and cand.source.metadata.get("dense", 1.0) >= MIN_DENSE:
+                    and cand.source.dense >= MIN_DENSE:
                 chosen.append(cand)
                 papers.add(cand.source.n)
             if len(chosen) >= MAX_SENTENCES:

@@ -63,7 +63,8 @@ def parse_line(line: str) -> tuple[EvalQuestion | None, list[str]]:
         problems.append("answer_keywords must be a list of non-empty strings")
     if problems:
         return None, problems
-    return EvalQuestion(qid, kind, question, tuple(gold), tuple(keywords)), []
+    return EvalQuestion(raw["id"], raw["kind"], raw["question"], tuple(raw["gold_titles"]),
+                        tuple(raw["answer_keywords"])), []
 
 
 def _strings(value: object) -> bool:
