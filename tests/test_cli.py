@@ -1,6 +1,6 @@
-"""Reliability at the question end: unusable questions are clear errors in the API and the CLI,
-LLM endpoint faults are one-line errors after which the same Assistant answers again, API keys
-never reach output, logs or files, and the chat listens on loopback unless told otherwise."""
+"""The question end, through the API and the `assistant` command: unusable questions are clear
+errors (one line and exit status 2 in the CLI), bad configuration is one line, API keys never
+reach output, logs or files, and the chat listens on loopback unless told otherwise."""
 
 from __future__ import annotations
 
@@ -53,14 +53,18 @@ def test_the_length_limit_is_named_and_applies_to_the_cleaned_text(assistant: As
     assert shadowkv(assistant.answer(QUESTION + " " * (2 * limit)))  # padding is not content
 
 
-@pytest.mark.parametrize("question", ["ShadowKVはKVキャッシュのメモリをどう減らすのか?",
-                                      "¿Cómo reduce ShadowKV la memoria de la caché KV?",
-                                      "Что такое пингвин?"])
-def test_non_english_question_gets_an_answer_or_a_refusal(assistant: Assistant, question: str) -> None:
+@pytest.mark.parametrize(("question", "cited"), [
+    ("ShadowKVはKVキャッシュのメモリをどう減らすのか?", None),  # no English words to match: refused
+    ("¿Cómo reduce ShadowKV la memoria de la caché KV?", "ShadowKV"),  # the name and "KV" carry it
+    ("Что такое пингвин?", None),
+], ids=["japanese", "spanish", "russian"])
+def test_non_english_question_gets_a_clear_answer_or_refusal(assistant: Assistant, question: str,
+                                                             cited: str | None) -> None:
     answer = assistant.answer(question)
-    assert answer.refused or answer.citations
-    if answer.refused:
-        assert answer.text == REFUSAL and not answer.citations
+    if cited is None:
+        assert answer.refused and answer.text == REFUSAL and not answer.citations
+    else:
+        assert not answer.refused and cited in answer.citations[0].title
 
 
 def test_control_characters_around_a_real_question_are_dropped(assistant: Assistant) -> None:
@@ -129,36 +133,6 @@ def test_cli_bad_configuration_is_one_line(command: str, var: str, value: str, c
     assert cli.main([command, QUESTION if command == "ask" else "--quiet"]) == code
     out, err = capsys.readouterr()
     assert out == "" and err.startswith(words.format(file=file)) and err.count("\n") == 1, err
-
-
-# -- LLM endpoint faults --------------------------------------------------------------------------
-@pytest.mark.parametrize("protocol", ["openai", "ollama"])
-def test_llm_faults_are_one_line_errors_and_the_same_assistant_recovers(
-        settings: Settings, first_build: object, protocol: str, free_port: Callable[[], int],
-        llm_settings: Callable) -> None:
-    port = free_port()
-    llm = Assistant(settings.with_(**llm_settings(protocol, f"http://127.0.0.1:{port}"),
-                                   llm_timeout_s=1.0, llm_max_retries=0))
-    first = llm.retrieve(QUESTION)[0]
-
-    def fails(*words: str) -> None:
-        with pytest.raises(BackendError) as exc:
-            llm.answer(QUESTION)
-        message = str(exc.value)
-        assert "\n" not in message and all(w in message for w in words), message
-
-    fails("cannot reach", str(port))                                   # endpoint down
-    with FakeLLMServer(protocol, port=port) as server:                 # ... and then up
-        for reply, words in [(Reply("late [1].", delay=3.0), ("did not answer within 1 s",)),
-                             (Reply("x", malformed=True), ()),
-                             (Reply(body={"unexpected": ["shape"]}), ()),
-                             (Reply(status=500, error="internal error"), ("HTTP 500",))]:
-            server.script(reply)
-            fails(*words)
-        server.script(Reply(f"{first.title} is the paper to read [1]."))
-        answer = llm.answer(QUESTION)
-    assert answer.backend == protocol and not answer.refused
-    assert [c.title for c in answer.citations] == [first.title]
 
 
 # -- secrets --------------------------------------------------------------------------------------

@@ -348,6 +348,36 @@ def test_stream_flag_from_the_environment() -> None:
         Settings.from_env(env={"ASSISTANT_LLM_STREAM": "maybe"})
 
 
+# -- endpoint faults, then recovery ------------------------------------------------------------
+@pytest.mark.parametrize("protocol", ["openai", "ollama"])
+def test_llm_faults_are_one_line_errors_and_the_same_assistant_recovers(
+        settings: Settings, first_build: object, protocol: str, free_port: Callable[[], int],
+        llm_settings: Callable) -> None:
+    port = free_port()
+    llm = Assistant(settings.with_(**llm_settings(protocol, f"http://127.0.0.1:{port}"),
+                                   llm_timeout_s=1.0, llm_max_retries=0))
+    first = llm.retrieve(QUESTION)[0]
+
+    def fails(*words: str) -> None:
+        with pytest.raises(BackendError) as exc:
+            llm.answer(QUESTION)
+        message = str(exc.value)
+        assert "\n" not in message and all(w in message for w in words), message
+
+    fails("cannot reach", str(port))                                   # endpoint down
+    with FakeLLMServer(protocol, port=port) as server:                 # ... and then up
+        for reply, words in [(Reply("late [1].", delay=3.0), ("did not answer within 1 s",)),
+                             (Reply("x", malformed=True), ()),
+                             (Reply(body={"unexpected": ["shape"]}), ()),
+                             (Reply(status=500, error="internal error"), ("HTTP 500",))]:
+            server.script(reply)
+            fails(*words)
+        server.script(Reply(f"{first.title} is the paper to read [1]."))
+        answer = llm.answer(QUESTION)
+    assert answer.backend == protocol and not answer.refused
+    assert [c.title for c in answer.citations] == [first.title]
+
+
 # -- CLI ----------------------------------------------------------------------------------------
 @pytest.fixture
 def cli(index_dir: Path, first_build: object,
