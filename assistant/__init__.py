@@ -6,12 +6,13 @@
 """
 
 from . import offline  # noqa: F401  (must run before any dependency loads)
-from .errors import AssistantError, BackendError, CorpusError, IndexProblemError, InvalidQuestionError
-from .models import Answer, Citation, Paper, SentenceSupport, Source
+from .errors import AssistantError, BackendError, ConfigError, CorpusError, IndexProblemError, InvalidQuestionError
+from .models import Answer, AnswerStream, Citation, Paper, SentenceSupport, Source
 from .pipeline import Assistant, answer, stream
 from .settings import Settings
 
 __all__ = [
-    "Answer", "Assistant", "AssistantError", "BackendError", "Citation", "CorpusError", "IndexProblemError",
+    "Answer", "AnswerStream", "Assistant", "AssistantError", "BackendError", "Citation", "ConfigError", "CorpusError",
+    "IndexProblemError",
     "InvalidQuestionError", "Paper", "SentenceSupport", "Settings", "Source", "answer", "stream",
 ]

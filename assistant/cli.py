@@ -8,31 +8,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import offline  # noqa: F401
 from .errors import AssistantError, CorpusError, InvalidQuestionError
-from .settings import BACKENDS, RETRIEVAL_MODES, Settings
+from .settings import Settings, cli_flags
+from .text import without_control
 
 EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_PARTIAL = 1, 2, 3
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.from_env(
-        index_dir=getattr(args, "index_dir", None), chroma_url=getattr(args, "chroma_url", None),
-        backend=getattr(args, "backend", None), top_k=getattr(args, "top_k", None),
-        retrieval=getattr(args, "retrieval", None),
-    )
+    return Settings.from_env(**{f.name: getattr(args, f.name, None) for f in cli_flags()})
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from .indexing.build import build_index
+    from .indexing.index import PaperIndex
 
-    report = build_index(_settings(args), args.paths, rebuild=args.rebuild, progress=not args.quiet)
+    report = PaperIndex(_settings(args)).build(args.paths, rebuild=args.rebuild, progress=not args.quiet)
     for line in report.lines():
         print(line)
     return EXIT_PARTIAL if report.problems else 0
@@ -44,9 +40,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     settings = _settings(args)
     clean_question(args.question, settings.max_question_chars)  # bad input fails before any indexing
     assistant = Assistant(settings)
-    if not assistant.index_ready():
-        print("Building the index (first use)...", file=sys.stderr)
-        assistant.ensure_index(progress=True)
+    assistant.ensure_index()  # a question never builds the index on its own
     result = assistant.answer(args.question)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
@@ -64,7 +58,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def terminal_safe(text: str) -> str:
     """Text without control characters other than newline and tab: an answer (or an LLM's reply)
     must not be able to send escape sequences to the user's terminal."""
-    return _CONTROL.sub("", text)
+    return without_control(text)
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -85,12 +79,22 @@ def _print_error(exc: Exception) -> None:
     print(terminal_safe("error: " + " ".join(str(exc).split())), file=sys.stderr)
 
 
+def add_setting_flags(parser: argparse.ArgumentParser, *names: str) -> None:
+    """Flags for settings, with help, type and choices taken from the Settings fields."""
+    for f in cli_flags():
+        if f.name not in names:
+            continue
+        kind: Any = {"Path": Path, "int": int}.get(str(f.type).split(" ")[0], str)
+        choices = f.metadata["choices"]
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, choices=choices() if choices else None,
+                            help=f"{f.metadata['help']} (env {f.metadata['env']})".replace("`", ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="assistant", description="Cited answers over research-paper abstracts.")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--index-dir", type=Path, help="index folder (env ASSISTANT_INDEX_DIR, default ./index)")
-    common.add_argument("--chroma-url", help="Chroma server URL, e.g. http://127.0.0.1:8000 (env ASSISTANT_CHROMA_URL)")
+    add_setting_flags(common, "index_dir", "chroma_url")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("index", parents=[common], help="parse, chunk, embed and store the corpus")
@@ -101,23 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ask", parents=[common], help="answer one question")
     p.add_argument("question")
-    p.add_argument("--backend", choices=BACKENDS, help="answerer (env ASSISTANT_BACKEND, default extractive)")
-    p.add_argument("--top-k", type=int, help="number of papers retrieved (default 5)")
-    p.add_argument("--retrieval", choices=RETRIEVAL_MODES, help="retrieval mode (default hybrid)")
+    add_setting_flags(p, "backend", "top_k", "retrieval")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("chat", parents=[common], help="start the Gradio chat")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    p.add_argument("--backend", choices=BACKENDS)
+    add_setting_flags(p, "backend")
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("eval", parents=[common], help="run the citation evals")
     p.add_argument("--set", dest="eval_set", type=Path, help="eval set JSONL (default: evals/test.jsonl)")
-    p.add_argument("--backend", choices=BACKENDS)
-    p.add_argument("--top-k", type=int)
-    p.add_argument("--retrieval", choices=RETRIEVAL_MODES)
+    add_setting_flags(p, "backend", "top_k", "retrieval")
     p.add_argument("--out", type=Path, help="folder for JSON, Markdown and PNG reports")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--compare", action="store_true", help="compare retrieval modes and backends side by side")

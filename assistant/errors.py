@@ -9,6 +9,10 @@ class InvalidQuestionError(AssistantError, ValueError):
     """The question is empty, too long or otherwise unusable."""
 
 
+class ConfigError(AssistantError, ValueError):
+    """A setting (keyword argument, CLI flag or environment variable) has a value that cannot work."""
+
+
 class IndexProblemError(AssistantError):
     """The index is missing, corrupted, locked or built with other settings."""
 

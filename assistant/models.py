@@ -1,9 +1,18 @@
-"""Data classes that cross module boundaries: Paper, Chunk, Source, Citation, Answer."""
+"""Data classes that cross module boundaries: Paper, Chunk, ScoredChunk, Source, Citation, Answer,
+and AnswerStream (the streaming form of an Answer)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+#: Metadata keys the index writes on every chunk itself (ours, then llama-index's node fields): a
+#: paper's own metadata cannot use them, and a source's metadata does not show them.
+RESERVED_METADATA = frozenset({"paper_id", "title", "position", "content_hash",
+                               "_node_content", "_node_type", "document_id", "doc_id", "ref_doc_id"})
+#: The metadata key holding the pages a paper was seen on (written by the index, shown to users).
+PROVENANCE_KEY = "pages"
 
 
 @dataclass
@@ -31,8 +40,23 @@ class Chunk:
 
 
 @dataclass
+class ScoredChunk:
+    """A stored chunk as a retriever found it; `score` is that retriever's own (cosine similarity
+    for dense search, BM25 for keyword search; 0 for a chunk listed without a query)."""
+
+    chunk_id: str
+    paper_id: str
+    title: str
+    text: str
+    score: float = 0.0
+
+
+@dataclass
 class Source:
-    """Evidence shown to the answerer and the user, numbered `n` as cited by `[n]`."""
+    """Evidence shown to the answerer and the user, numbered `n` as cited by `[n]`.
+
+    `score` is the fused rank score; `dense` the best cosine similarity of the paper's chunks to
+    the question and `keyword` their best BM25 score (0 when keyword search did not find it)."""
 
     n: int
     title: str
@@ -40,6 +64,8 @@ class Source:
     text: str
     score: float
     metadata: dict[str, Any] = field(default_factory=dict)
+    dense: float = 0.0
+    keyword: float = 0.0
 
 
 @dataclass
@@ -92,7 +118,9 @@ class Answer:
             "citations": [asdict(c) for c in self.citations],
             "sources": [
                 {"n": s.n, "title": s.title, "paper_id": s.paper_id, "text": s.text,
-                 "score": round(s.score, 4), "metadata": s.metadata}
+                 "score": round(s.score, 4), "dense": s.dense, "keyword": s.keyword,
+                 # dense and keyword stay in metadata too: readers of earlier output look there
+                 "metadata": {"dense": s.dense, "keyword": s.keyword, **s.metadata}}
                 for s in self.sources
             ],
             "backend": self.backend,
@@ -102,3 +130,37 @@ class Answer:
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "warnings": list(self.warnings),
         }
+
+
+class AnswerStream:
+    """One answer in the making: iterate it for the text deltas as the backend writes them; `answer`
+    is the final, checked Answer (reading it first drains the stream), `text` the raw text so far.
+
+    One object for both, so callers never sort deltas from results (as simonw/llm's `Response`).
+    """
+
+    def __init__(self, deltas: Iterator[str], finish: Callable[[str], Answer]) -> None:
+        self._deltas = deltas
+        self._finish = finish
+        self._pieces: list[str] = []
+        self._answer: Answer | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        for delta in self._deltas:
+            self._pieces.append(delta)
+            yield delta
+        if self._answer is None:
+            self._answer = self._finish(self.text)
+
+    @property
+    def text(self) -> str:
+        """The backend's raw text so far (before marker checks)."""
+        return "".join(self._pieces)
+
+    @property
+    def answer(self) -> Answer:
+        """The final Answer; drains whatever is left of the stream first."""
+        for _ in self:
+            pass
+        assert self._answer is not None
+        return self._answer

@@ -1,72 +1,91 @@
-"""One settings object, read from keyword arguments and `ASSISTANT_*` environment variables."""
+"""One settings object, read from keyword arguments and environment variables.
+
+Every environment variable the package reads is a field here, with its name and help text in
+the field's metadata: the CLI flags and the README's configuration table are made from them.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-BACKENDS = ("extractive", "openai", "ollama", "auto")
+from .errors import ConfigError
+
 RETRIEVAL_MODES = ("hybrid", "dense", "bm25")
 MAX_TOP_K = 50
 
-#: Environment variable for each setting that has one.
-ENV_VARS = {
-    "index_dir": "ASSISTANT_INDEX_DIR",
-    "chroma_url": "ASSISTANT_CHROMA_URL",
-    "backend": "ASSISTANT_BACKEND",
-    "openai_model": "ASSISTANT_OPENAI_MODEL",
-    "openai_base_url": "OPENAI_BASE_URL",
-    "ollama_host": "OLLAMA_HOST",
-    "ollama_model": "ASSISTANT_OLLAMA_MODEL",
-    "top_k": "ASSISTANT_TOP_K",
-    "retrieval": "ASSISTANT_RETRIEVAL",
-    "llm_timeout_s": "ASSISTANT_LLM_TIMEOUT",
-    "llm_max_retries": "ASSISTANT_LLM_MAX_RETRIES",
-    "llm_context_tokens": "ASSISTANT_LLM_CONTEXT_TOKENS",
-    "llm_stream": "ASSISTANT_LLM_STREAM",
-    "include_bundled": "ASSISTANT_INCLUDE_BUNDLED",
-}
+
+def _backend_names() -> list[str]:
+    from .answering import backend_names  # the registry imports the backends, which import settings
+
+    return backend_names()
+
+
+def _setting(default: Any, env: str | None = None, help: str = "", *, flag: bool = False, shown: str | None = None,
+             choices: Callable[[], Any] | None = None, secret: bool = False) -> Any:
+    """A settings field: its environment variable, help text, whether the CLI has a flag for it, how
+    the README shows its default, the values it accepts; a secret is left out of repr()."""
+    return field(default=default, repr=not secret,
+                 metadata={"env": env, "help": help, "flag": flag, "shown": shown, "choices": choices})
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything that can be configured. Build with `Settings.from_env(**overrides)`."""
 
-    index_dir: Path = Path("index")
-    chroma_url: str | None = None
+    index_dir: Path = _setting(Path("index"), "ASSISTANT_INDEX_DIR",
+                               "where the embedded Chroma store and the keyword index live", flag=True,
+                               shown="`./index`")
+    chroma_url: str | None = _setting(None, "ASSISTANT_CHROMA_URL", "use a Chroma server (e.g. "
+                                      "`http://127.0.0.1:8000`) instead of the embedded store", flag=True)
     collection: str = "papers"
-    backend: str = "extractive"
-    top_k: int = 5
-    retrieval: str = "hybrid"
+    backend: str = _setting("extractive", "ASSISTANT_BACKEND", "`extractive`, `openai`, `ollama`, or `auto` "
+                            "(first configured LLM, else extractive)", flag=True, choices=_backend_names)
+    top_k: int = _setting(5, "ASSISTANT_TOP_K", f"papers retrieved per question (1–{MAX_TOP_K})", flag=True)
+    retrieval: str = _setting("hybrid", "ASSISTANT_RETRIEVAL", "`hybrid` (dense + BM25, fused), `dense` or `bm25`",
+                              flag=True, choices=lambda: RETRIEVAL_MODES)
     max_question_chars: int = 2000
     chunk_size: int = 200
     chunk_overlap: int = 30
-    openai_model: str = "gpt-4o-mini"
-    openai_base_url: str | None = None
-    ollama_host: str | None = None
-    ollama_model: str = "llama3.2"
-    llm_timeout_s: float = 60.0
-    llm_max_retries: int = 2
-    llm_context_tokens: int = 8192
-    llm_stream: bool = True
-    extra_paths: tuple[Path, ...] = field(default_factory=tuple)
-    include_bundled: bool = True  # index the bundled pages; off = only your own files
+    openai_api_key: str | None = _setting(None, "OPENAI_API_KEY", "key for OpenAI; optional for local "
+                                          "OpenAI-compatible servers", secret=True)
+    openai_base_url: str | None = _setting(None, "OPENAI_BASE_URL", "any OpenAI-compatible server (vLLM, "
+                                           "llama.cpp server, LM Studio, Ollama's `/v1`)", shown="OpenAI")
+    openai_model: str = _setting("gpt-4o-mini", "ASSISTANT_OPENAI_MODEL", "model name for the `openai` backend")
+    ollama_host: str | None = _setting(None, "OLLAMA_HOST", "Ollama server, e.g. `http://127.0.0.1:11434`")
+    ollama_api_key: str | None = _setting(None, "OLLAMA_API_KEY", "bearer token for an Ollama server that "
+                                          "asks for one", secret=True)
+    ollama_model: str = _setting("llama3.2", "ASSISTANT_OLLAMA_MODEL", "model name for the `ollama` backend")
+    llm_timeout_s: float = _setting(60.0, "ASSISTANT_LLM_TIMEOUT", "seconds to connect and to wait for each "
+                                    "piece of an LLM reply")
+    llm_max_retries: int = _setting(2, "ASSISTANT_LLM_MAX_RETRIES", "retries (with backoff) after HTTP 429 / 503")
+    llm_context_tokens: int = _setting(8192, "ASSISTANT_LLM_CONTEXT_TOKENS", "the model's context window; "
+                                       "sources are trimmed to fit (tiktoken count)")
+    llm_stream: bool = _setting(True, "ASSISTANT_LLM_STREAM", "`0` asks the LLM for one reply instead of a stream")
+    extra_paths: tuple[Path, ...] = ()
+    include_bundled: bool = _setting(True, "ASSISTANT_INCLUDE_BUNDLED",
+                                     "`0` indexes only your own files, not the bundled pages")
+    chat_auth: str | None = _setting(None, "ASSISTANT_CHAT_AUTH", "`user:password` login for the chat",
+                                     secret=True)
+    embed_threads: int = _setting(0, "ASSISTANT_EMBED_THREADS", "ONNX Runtime threads for the embedder",
+                                  shown="CPU count")
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, overridden by environment variables, overridden by keyword arguments."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
-        types = {f.name: f.type for f in fields(cls)}
-        for name, var in ENV_VARS.items():
-            raw = env.get(var)
+        for f in fields(cls):
+            var = f.metadata.get("env")
+            raw = env.get(var) if var else None
             if raw:
                 try:
-                    values[name] = _coerce(types[name], raw)
+                    values[f.name] = _coerce(f.type, raw)
                 except ValueError as exc:
-                    raise ValueError(f"{var}={raw!r} cannot be used: {exc}") from None
+                    raise ConfigError(f"{var}={raw!r} cannot be used: {exc}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         settings.validate()
@@ -79,15 +98,61 @@ class Settings:
         return new
 
     def validate(self) -> None:
-        """Raise ValueError on a setting that cannot work."""
-        if self.backend not in BACKENDS:
-            raise ValueError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
-        if self.retrieval not in RETRIEVAL_MODES:
-            raise ValueError(f"unknown retrieval mode {self.retrieval!r}; choose one of {', '.join(RETRIEVAL_MODES)}")
+        """Raise ConfigError on a setting that cannot work."""
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices():
+                raise ConfigError(f"unknown {f.name.replace('_', ' ')} {getattr(self, f.name)!r}; "
+                                  f"choose one of {', '.join(choices())}")
         if not 1 <= self.top_k <= MAX_TOP_K:
-            raise ValueError(f"top_k must be between 1 and {MAX_TOP_K}, got {self.top_k}")
+            raise ConfigError(f"top_k must be between 1 and {MAX_TOP_K}, got {self.top_k}")
         if self.llm_timeout_s <= 0 or self.llm_max_retries < 0 or self.llm_context_tokens < 256:
-            raise ValueError("llm_timeout_s must be > 0, llm_max_retries >= 0 and llm_context_tokens >= 256")
+            raise ConfigError("llm_timeout_s must be > 0, llm_max_retries >= 0 and llm_context_tokens >= 256")
+        if self.embed_threads < 0:
+            raise ConfigError(f"embed_threads must be 0 (one per CPU) or more, got {self.embed_threads}")
+
+    @property
+    def chat_login(self) -> tuple[str, str] | None:
+        """The chat's (user, password) from `chat_auth`, or None; checked only when the chat starts."""
+        if not self.chat_auth:
+            return None
+        user, sep, password = self.chat_auth.partition(":")
+        if not sep or not user or not password:
+            raise ConfigError(f"{env_var('chat_auth')} must look like user:password")
+        return user, password
+
+
+def env_var(name: str) -> str:
+    """The environment variable of a setting."""
+    return str(_field(name).metadata["env"])
+
+
+def cli_flags() -> list[Field[Any]]:
+    """The settings that have a CLI flag (`--index-dir` for index_dir, ...)."""
+    return [f for f in fields(Settings) if f.metadata.get("flag")]
+
+
+def config_table() -> list[str]:
+    """The README's configuration table (a test keeps the README in step with it)."""
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for f in fields(Settings):
+        if not f.metadata.get("env"):
+            continue
+        name = f"`{f.metadata['env']}`" + (f" (`--{f.name.replace('_', '-')}`)" if f.metadata["flag"] else "")
+        rows.append(f"| {name} | {f.metadata['shown'] or _shown(f.default)} | {f.metadata['help']} |")
+    return rows
+
+
+def _field(name: str) -> Field[Any]:
+    return next(f for f in fields(Settings) if f.name == name)
+
+
+def _shown(default: Any) -> str:
+    if default is None:
+        return "unset"
+    if isinstance(default, bool):
+        return f"`{int(default)}`"
+    return f"`{default:g}`" if isinstance(default, float) else f"`{default}`"
 
 
 def _coerce(type_name: Any, raw: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 
 STOPWORDS = frozenset("""
@@ -30,6 +31,15 @@ _SUBJECT = re.compile(
     r"(?:do|does|work|works|solve|mean|about|do\?|is)?\s*[?!.]*$", re.I)
 _EDGE = re.compile(r"^[^\w]+|[^\w+]+$")
 _ABBREVIATIONS = ("e.g.", "i.e.", "et al.", "vs.", "cf.", "Fig.", "Eq.", "approx.")
+
+
+def without_control(text: str, replacement: str = "") -> str:
+    """`text` with every control or invisible format character (Unicode category C: terminal
+    escapes, bidi overrides, zero-width marks) but newline and tab replaced by `replacement`: such
+    characters must reach neither the index, nor a query, nor the user's terminal."""
+    if text.isprintable():  # the common case, checked in C
+        return text
+    return "".join(ch if ch in "\n\t" or unicodedata.category(ch)[0] != "C" else replacement for ch in text)
 
 
 @lru_cache(maxsize=1)

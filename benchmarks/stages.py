@@ -21,22 +21,22 @@ def _settings(index_dir: str):
 
 
 def cold_build(index_dir: str) -> dict:
-    """`build_index` into an empty folder (model load included, interpreter start excluded)."""
+    """`PaperIndex.build` into an empty folder (model load included, interpreter start excluded)."""
     t = time.perf_counter()
-    from assistant.indexing.build import build_index, open_store
+    from assistant.indexing.index import PaperIndex
     imported = time.perf_counter()
-    settings = _settings(index_dir)
+    index = PaperIndex(_settings(index_dir))
     cpu = time.process_time()
-    report = build_index(settings, progress=False)
+    report = index.build(progress=False)
     done = time.perf_counter()
     return {"import_s": imported - t, "seconds": done - imported, "cpu_s": time.process_time() - cpu,
             "chunks": report.chunks, "added": report.added,
             "papers": report.papers, "breakdown_s": report.seconds,
-            "fingerprint": open_store(settings).fingerprint()}
+            "fingerprint": index.store.fingerprint()}
 
 
 def reindex(index_dir: str) -> dict:
-    """`build_index` again over the unchanged corpus: must embed nothing."""
+    """`PaperIndex.build` again over the unchanged corpus: must embed nothing."""
     result = cold_build(index_dir)
     assert result["added"] == 0, f"re-index embedded {result['added']} chunks"
     return result
@@ -66,9 +66,9 @@ def answer_warm(index_dir: str, questions_file: str, warmup_file: str) -> dict:
     from assistant.pipeline import Assistant
     imported = time.perf_counter()
     assistant = Assistant(_settings(index_dir))
-    assert assistant.index_ready(), f"no complete index in {index_dir}"
+    assert assistant.index.ready(), f"no complete index in {index_dir}"
     opened = time.perf_counter()
-    assistant.keyword_index()
+    assistant.index.keyword()
     bm25_loaded = time.perf_counter()
     assistant.answer(_questions(warmup_file)[0])
     first = time.perf_counter()
@@ -90,7 +90,7 @@ def answer_warm(index_dir: str, questions_file: str, warmup_file: str) -> dict:
             "max_ms": float(ms.max()), "mean_ms": float(ms.mean()),
             "parts_p50_ms": {k: float(np.percentile(v, 50)) for k, v in parts.items()},
             "parts_p95_ms": {k: float(np.percentile(v, 95)) for k, v in parts.items()},
-            "chunks": assistant.indexing.store.count()}
+            "chunks": assistant.index.store.count()}
 
 
 def synthetic(papers: str, real_index: str, out: str) -> dict:

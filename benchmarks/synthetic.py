@@ -11,7 +11,7 @@ centre ~0.7-0.85, like related papers). Latency and memory depend on the collect
 shape, not on what the vectors mean; answer quality on such a collection means nothing.
 
 The collection gets the same tags, chunk metadata and fingerprint handling as a real index
-(`IndexStore.add`, `indexing.expected_tags`), plus the persisted BM25 index, so the assistant
+(`IndexStore.add`, `PaperIndex`), plus the persisted BM25 index, so the assistant
 opens it like any other. The real papers (with their real vectors) are included too.
 
 Usage: python benchmarks/synthetic.py --papers 10000 --real-index DIR --out DIR
@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.indexing.build import keyword_dir, open_store
+from assistant.indexing.index import PaperIndex
 from assistant.indexing.keyword import KeywordIndex
-from assistant.indexing.store import DenseHit
-from assistant.models import Chunk
+from assistant.indexing.store import INCOMPLETE
+from assistant.models import Chunk, ScoredChunk
 from assistant.settings import Settings
 from assistant.text import STOPWORDS, split_sentences
 
@@ -52,7 +52,7 @@ class _RealCollection:
     """The real index's papers: chunk texts, vectors, sentences and nearest neighbours."""
 
     def __init__(self, real: Settings) -> None:
-        got = open_store(real).collection.get(include=["documents", "metadatas", "embeddings"])
+        got = PaperIndex(real).store.collection.get(include=["documents", "metadatas", "embeddings"])
         self.rows = list(zip(got["ids"], got["documents"], got["metadatas"], np.asarray(got["embeddings"])))
         by_paper: dict[str, list[int]] = {}
         for i, (_, _, meta, _) in enumerate(self.rows):
@@ -158,16 +158,17 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
     started = time.perf_counter()
     source = _RealCollection(real)
     gen = SyntheticPapers(source, seed)
-    store = open_store(out)
+    index = PaperIndex(out)
+    store = index.store
     store.reset()
-    fingerprint = f"synthetic-{papers}-seed{seed}-" + open_store(real).fingerprint()
-    store.set_fingerprint("incomplete")
+    fingerprint = f"synthetic-{papers}-seed{seed}-" + PaperIndex(real).store.fingerprint()
+    store.set_fingerprint(INCOMPLETE)
     keyword_rows = []
     for start in range(0, len(source.rows), batch):  # the real papers, with their real vectors
         rows = source.rows[start:start + batch]
         store.collection.add(ids=[r[0] for r in rows], documents=[r[1] for r in rows],
                              metadatas=[r[2] for r in rows], embeddings=np.stack([r[3] for r in rows]))
-        keyword_rows += [DenseHit(r[0], r[2]["paper_id"], r[2]["title"], r[1], 0.0) for r in rows]
+        keyword_rows += [ScoredChunk(r[0], r[2]["paper_id"], r[2]["title"], r[1]) for r in rows]
     chunks: list[Chunk] = []
     vectors: list[np.ndarray] = []
     meta: dict[str, dict] = {}
@@ -181,14 +182,14 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
         vectors.append(vecs)
         if len(chunks) >= batch or number == papers - 1:
             store.add(chunks, np.concatenate(vectors).tolist(), meta)
-            keyword_rows += [DenseHit(c.chunk_id, c.paper_id, c.title, c.text, 0.0) for c in chunks]
+            keyword_rows += [ScoredChunk(c.chunk_id, c.paper_id, c.title, c.text) for c in chunks]
             chunks, vectors, meta = [], [], {}
             if progress:
                 print(f"\r  synthetic papers: {number + 1}/{papers}", end="", file=sys.stderr, flush=True)
     if progress:
         print(file=sys.stderr)
     written = time.perf_counter()
-    KeywordIndex(keyword_rows, fingerprint).save(keyword_dir(out))
+    KeywordIndex(keyword_rows, fingerprint).save(index.keyword_dir)
     store.set_fingerprint(fingerprint)
     return {"papers": papers + len(source.papers), "synthetic_papers": papers, "real_papers": len(source.papers),
             "chunks": store.count(), "write_s": round(written - started, 1),

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
-from chat_server import free_port, running_chat
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from assistant import Assistant, Settings
-from assistant.chat.app import AUTH_ENV, chat_auth
+from assistant.errors import ConfigError
 
 SHADOWKV = "How does ShadowKV cut KV-cache memory?"
-
-
-@pytest.fixture(scope="module")
-def chat_url(assistant: Assistant) -> Iterator[str]:
-    with running_chat(assistant) as url:
-        yield url
 
 
 def ask(client: Client, question: str, backend: str = "extractive", top_k: int = 5) -> tuple[str, str, dict]:
@@ -68,8 +62,8 @@ def test_bad_question_shows_an_error_and_the_chat_keeps_working(chat_url: str) -
     assert details["citations"]
 
 
-def test_backend_down_is_reported(assistant: Assistant) -> None:
-    down = Assistant(assistant.settings.with_(openai_base_url=f"http://127.0.0.1:{free_port()}/v1",
+def test_backend_down_is_reported(assistant: Assistant, free_port: Callable[[], int], running_chat: Callable) -> None:
+    down = assistant.with_settings(assistant.settings.with_(openai_base_url=f"http://127.0.0.1:{free_port()}/v1",
                                               llm_max_retries=0, llm_timeout_s=5.0))
     with running_chat(down, backends=["extractive", "openai"]) as url:
         client = Client(url, verbose=False)
@@ -80,7 +74,7 @@ def test_backend_down_is_reported(assistant: Assistant) -> None:
         assert details["citations"]
 
 
-def test_unreachable_index_is_reported(tmp_path) -> None:
+def test_unreachable_index_is_reported(tmp_path: Path, free_port: Callable[[], int], running_chat: Callable) -> None:
     broken = Assistant(Settings.from_env(env={}, index_dir=tmp_path,
                                          chroma_url=f"http://127.0.0.1:{free_port()}"))
     with running_chat(broken) as url:
@@ -91,8 +85,8 @@ def test_unreachable_index_is_reported(tmp_path) -> None:
 
 
 def test_login_comes_from_the_environment() -> None:
-    assert chat_auth({}) is None
-    assert chat_auth({AUTH_ENV: "alice:s3:cret"}) == ("alice", "s3:cret")
+    assert Settings.from_env(env={}).chat_login is None
+    assert Settings.from_env(env={"ASSISTANT_CHAT_AUTH": "alice:s3:cret"}).chat_login == ("alice", "s3:cret")
     for bad in ("alice", "alice:", ":pw"):
-        with pytest.raises(ValueError, match=AUTH_ENV):
-            chat_auth({AUTH_ENV: bad})
+        with pytest.raises(ConfigError, match="ASSISTANT_CHAT_AUTH"):
+            _ = Settings.from_env(env={"ASSISTANT_CHAT_AUTH": bad}).chat_login

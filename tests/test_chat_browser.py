@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from chat_server import running_chat
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from assistant import Assistant, Settings
-from assistant.indexing.build import IndexReport, build_index
+from assistant.indexing.build import IndexReport
+from assistant.indexing.index import PaperIndex
 
 pytestmark = pytest.mark.browser
 
@@ -32,12 +32,6 @@ def browser() -> Iterator[Browser]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
-
-
-@pytest.fixture(scope="module")
-def chat_url(assistant: Assistant) -> Iterator[str]:
-    with running_chat(assistant) as url:
-        yield url
 
 
 @pytest.fixture
@@ -156,11 +150,12 @@ def hostile_assistant(index_dir: Path, first_build: IndexReport, tmp_path_factor
     shutil.copytree(index_dir, folder / "index")
     (folder / "hostile.jsonl").write_text(json.dumps(HOSTILE_PAPER) + "\n", encoding="utf-8")
     settings = Settings.from_env(env={}, index_dir=folder / "index")
-    build_index(settings, [folder / "hostile.jsonl"], progress=False)
+    PaperIndex(settings).build([folder / "hostile.jsonl"], progress=False)
     return Assistant(settings)
 
 
-def test_markup_in_abstracts_and_answers_is_inert(browser: Browser, hostile_assistant: Assistant) -> None:
+def test_markup_in_abstracts_and_answers_is_inert(browser: Browser, hostile_assistant: Assistant,
+                                                  running_chat: Callable) -> None:
     with running_chat(hostile_assistant) as url:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         dialogs: list[str] = []

@@ -28,7 +28,7 @@ def tags(markup: str) -> list[tuple[str, dict[str, str | None]]]:
 
 def _answer(text: str, sentences: list[SentenceSupport], source_text: str = "A passage. " * 3,
             metadata: dict | None = None, title: str = "A Paper: On Things") -> Answer:
-    source = Source(1, title, "p1", source_text, 0.0312, {"dense": 0.61, **(metadata or {})})
+    source = Source(1, title, "p1", source_text, 0.0312, metadata or {}, dense=0.61)
     other = Source(2, "Another Paper", "p2", "Unrelated text.", 0.02, {})
     return Answer("q", text, False, [Citation(1, title, "p1")], [source, other], "extractive", sentences)
 

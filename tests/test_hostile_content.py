@@ -13,7 +13,7 @@ from fake_llm_servers import FakeLLMServer, Reply
 
 from assistant import Answer, Assistant, Paper, Settings, cli
 from assistant.answering.citations import markers
-from assistant.indexing.build import build_index
+from assistant.indexing.index import PaperIndex
 
 INVENTED = "Paper X: Totally Real Results"
 INJECTION = {
@@ -45,7 +45,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory, bundled_papers: list[Paper
     records = [INJECTION, HTML, ESCAPES] + [{"title": p.title, "abstract": p.abstract} for p in bundled_papers[:4]]
     (folder / "hostile.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     settings = Settings.from_env(env={}, index_dir=folder / "index", include_bundled=False)
-    build_index(settings, [folder / "hostile.jsonl"], progress=False)
+    PaperIndex(settings).build([folder / "hostile.jsonl"], progress=False)
     return settings
 
 
@@ -55,7 +55,7 @@ def hostile_assistant(hostile: Settings) -> Assistant:
 
 
 def indexed_titles(assistant: Assistant) -> set[str]:
-    return {c.title for c in assistant.keyword_index().chunks}
+    return set(assistant.index.titles())
 
 
 def assert_citations_are_retrieved_sources(answer: Answer, titles: set[str]) -> None:
@@ -68,7 +68,7 @@ def assert_citations_are_retrieved_sources(answer: Answer, titles: set[str]) -> 
 
 
 def test_stored_text_has_no_control_characters(hostile_assistant: Assistant) -> None:
-    chunks = hostile_assistant.keyword_index().chunks
+    chunks = hostile_assistant.index.keyword().chunks
     assert len({c.paper_id for c in chunks}) == 7
     assert not [c for c in chunks if CONTROL.search(c.title + c.text)]
 

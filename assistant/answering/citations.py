@@ -1,5 +1,6 @@
 """Citations: find `[n]` markers, drop the ones that point outside the sources, and score how
 well each answer sentence is supported by the passages it cites (offline, no LLM judge).
+`finalize` puts every backend's text through these checks and makes the Answer.
 
 Support of a sentence = 0.6 × best cosine similarity to a sentence of the cited passages
 + 0.2 × share of its numbers found there + 0.2 × share of its rare terms found there.
@@ -12,21 +13,22 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..models import Citation, SentenceSupport, Source
+from ..errors import BackendError
+from ..models import Answer, Citation, SentenceSupport, Source
 from ..text import numbers, split_sentences, terms
 
 REFUSAL = "The collection doesn't answer this."
 SUPPORT_THRESHOLD = 0.55
 _ITEM = r"\d+(?:\s*[-–]\s*\d+)?"
 #: `[1]`, `[1, 2]`, `[1; 2]`, `[1-3]`, `[Source 2]`: what models write; `[1][2]` is two markers.
-_MARKER = re.compile(rf"\[(?:[Ss]ources?:?\s*)?({_ITEM}(?:\s*[,;]\s*{_ITEM})*)\]")
+MARKER = re.compile(rf"\[(?:[Ss]ources?:?\s*)?({_ITEM}(?:\s*[,;]\s*{_ITEM})*)\]")
 _RANGE_LIMIT = 20
 _TITLE_QUOTE = re.compile(r"[\"“*_]{1,2}([A-Z][^\"”*_\n]{12,200})[\"”*_]{1,2}")
 
 Encode = Callable[[list[str]], np.ndarray]
 
 
-def _marker_numbers(group: str) -> list[int]:
+def marker_numbers(group: str) -> list[int]:
     """The numbers of one marker's inside, e.g. '1, 3-5' → [1, 3, 4, 5] (short ranges only)."""
     out: list[int] = []
     for item in re.split(r"\s*[,;]\s*", group):
@@ -41,8 +43,8 @@ def _marker_numbers(group: str) -> list[int]:
 def markers(text: str) -> list[int]:
     """Every source number cited in `text`, in order of first appearance."""
     seen: dict[int, None] = {}
-    for group in _MARKER.findall(text):
-        for n in _marker_numbers(group):
+    for group in MARKER.findall(text):
+        for n in marker_numbers(group):
             seen.setdefault(n, None)
     return list(seen)
 
@@ -54,12 +56,12 @@ def drop_invalid_markers(text: str, valid: set[int]) -> tuple[str, int]:
 
     def fix(match: re.Match[str]) -> str:
         nonlocal removed
-        parts = list(dict.fromkeys(_marker_numbers(match.group(1))))
+        parts = list(dict.fromkeys(marker_numbers(match.group(1))))
         kept = [p for p in parts if p in valid]
         removed += len(parts) - len(kept)
         return "[" + ", ".join(map(str, kept)) + "]" if kept else ""
 
-    fixed = _MARKER.sub(fix, text)
+    fixed = MARKER.sub(fix, text)
     fixed = re.sub(r"(?<=\S)[ \t]{2,}", " ", fixed)
     return re.sub(r"[ \t]+([.,;:])", r"\1", fixed), removed
 
@@ -104,7 +106,7 @@ def answer_sentences(text: str) -> list[str]:
         if not line:
             continue
         for sentence in split_sentences(line):
-            if _MARKER.fullmatch(sentence.strip(" .")) and out:
+            if MARKER.fullmatch(sentence.strip(" .")) and out:
                 out[-1] += " " + sentence
             else:
                 out.append(sentence)
@@ -118,7 +120,7 @@ def score_support(sentences: list[str], sources: Sequence[Source], encode: Encod
     has similarity 1 without being embedded; others are embedded with the cited passages' sentences.
     """
     by_n = {s.n: s for s in sources}
-    plain = [_MARKER.sub("", s).strip() for s in sentences]
+    plain = [MARKER.sub("", s).strip() for s in sentences]
     cites = [[n for n in markers(s) if n in by_n] for s in sentences]
     verbatim = [bool(c) and _quoted_verbatim(bare, [by_n[n] for n in c]) for bare, c in zip(plain, cites)]
     evidence = {n: split_sentences(by_n[n].text) or [by_n[n].text] for c in cites for n in c}
@@ -164,3 +166,29 @@ def build_citations(text: str, sources: Sequence[Source]) -> list[Citation]:
     """Citations for the markers in `text` that map to sources, in order of first use."""
     by_n = {s.n: s for s in sources}
     return [Citation(n, by_n[n].title, by_n[n].paper_id) for n in markers(text) if n in by_n]
+
+
+def finalize(question: str, text: str, sources: list[Source], backend: str, encode: Encode,
+             all_titles: Callable[[], list[str]]) -> Answer:
+    """The Answer for a backend's text: markers validated, refusal detected, support scored: the
+    same for every backend. `all_titles` (slow on a large collection) is called only when the text
+    quotes a title that is not one of the sources."""
+    text = text.strip()
+    if not text:
+        raise BackendError(f"the {backend} backend returned an empty answer")
+    if is_refusal(text):
+        extra = ["dropped text the backend added to the refusal sentence"] if refusal_has_extra(text) else []
+        return Answer(question, REFUSAL, True, [], sources, backend, warnings=extra)
+    warnings = []
+    text, removed = drop_invalid_markers(text, {s.n for s in sources})
+    if removed:
+        warnings.append(f"removed {removed} citation marker(s) that pointed outside the sources")
+    invented = quoted_titles_not_in(text, [s.title for s in sources])
+    if invented:  # only then against the whole collection: ~0.2 s at 100k papers
+        invented = quoted_titles_not_in(text, [s.title for s in sources] + all_titles())
+    warnings += [f"title not in the collection: {t!r}" for t in invented]
+    sentences = score_support(answer_sentences(text), sources, encode)
+    citations = build_citations(text, sources)
+    if not citations:
+        warnings.append("the answer cites no source")
+    return Answer(question, text, False, citations, sources, backend, sentences, warnings=warnings)

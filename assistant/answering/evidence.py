@@ -284,4 +284,4 @@ class EvidenceAssessor:
 
 
 def _dense(source: Source) -> float:
-    return float(source.metadata.get("dense", 0.0))
+    return float(source.dense)

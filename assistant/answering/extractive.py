@@ -19,7 +19,9 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from ..models import Source
+from ..settings import Settings
 from ..text import named_things, numbers, split_sentences, system_name, terms
+from .base import AnswerContext
 from .citations import REFUSAL
 from .evidence import Candidate, EvidenceAssessor, asked_terms, has_figure, wants_figure
 
@@ -54,8 +56,22 @@ class ExtractiveAnswerer:
 
     name = "extractive"
 
+    @classmethod
+    def configured(cls, settings: Settings) -> bool:
+        """Always usable: it needs no endpoint."""
+        return True
+
+    @classmethod
+    def create(cls, settings: Settings, context: AnswerContext) -> ExtractiveAnswerer:
+        """The answerer over the pipeline's evidence assessor (shared, so the two agree)."""
+        return cls(context.assessor)
+
     def __init__(self, assessor: EvidenceAssessor) -> None:
         self.assessor = assessor
+
+    def fit_sources(self, question: str, sources: list[Source]) -> list[Source]:
+        """All of them: quoting has no context window."""
+        return sources
 
     def stream(self, question: str, sources: list[Source]) -> Iterator[str]:
         """Yield the whole answer at once (extractive answers are not generated token by token)."""
@@ -114,7 +130,8 @@ def intro_sentence(source: Source) -> str | None:
     intros = [s for s in split_sentences(source.text) if _INTRO.search(s) and len(s.split()) >= MIN_SUPPORT_WORDS]
     name = system_name(source.title)
     named = [s for s in intros if name and name.casefold() in s.casefold()]
-    return (named or intros or [None])[0]
+    found = named or intros
+    return found[0] if found else None
 
 
 def _render_single(best: Candidate, candidates: list[Candidate]) -> str:

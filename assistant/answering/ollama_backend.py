@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import closing
 
 import httpx
-import ollama
 
 from ..errors import BackendError
 from ..settings import Settings
+from .base import AnswerContext
 from .llm import ChatAnswerer, Messages, RateLimited, one_line
 
 OLLAMA_URL = "http://127.0.0.1:11434"
@@ -21,20 +20,37 @@ class OllamaAnswerer(ChatAnswerer):
 
     name = "ollama"
 
+    @classmethod
+    def create(cls, settings: Settings, context: AnswerContext) -> OllamaAnswerer:
+        """The backend for these settings (an LLM needs nothing from the context)."""
+        return cls(settings)
+
+    @classmethod
+    def configured(cls, settings: Settings) -> bool:
+        """Usable once OLLAMA_HOST names a server."""
+        return bool(settings.ollama_host)
+
     def __init__(self, settings: Settings) -> None:
+        import ollama  # imported when the backend is used: it costs ~0.2 s
+
         host = settings.ollama_host or OLLAMA_URL
         super().__init__(settings, settings.ollama_model, host)
-        self.client = ollama.Client(host=host, timeout=self.timeout_s)
-        if key := os.environ.get("OLLAMA_API_KEY"):  # the client sends it as a bearer token
+        headers = {}
+        if key := settings.ollama_api_key:
+            headers["Authorization"] = f"Bearer {key}"
             self.secrets.append(key)
+        self.client = ollama.Client(host=host, timeout=self.timeout_s, headers=headers)
         # Ollama's default window is small and it cuts prompts silently: ask for ours.
         self.options = {"num_ctx": self.context_tokens, "temperature": 0}
 
     def _complete(self, messages: Messages) -> Iterator[str]:
+        import ollama
+
         try:
             if self.streaming:
                 parts = self.client.chat(self.model, messages, stream=True, options=self.options)
-                with closing(parts):  # closes the HTTP stream if the reader stops early
+                # closes the HTTP stream if the reader stops early (a generator, typed as an Iterator)
+                with closing(parts):  # type: ignore[type-var]
                     for part in parts:
                         yield part.message.content or ""
                 return

@@ -3,14 +3,17 @@ llama.cpp server, LM Studio, ...) via OPENAI_BASE_URL. Streams with server-sent 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-
-import openai
+from typing import TYPE_CHECKING, cast
 
 from ..errors import BackendError
 from ..settings import Settings
+from .base import AnswerContext
 from .llm import ChatAnswerer, Messages, RateLimited, one_line
+
+if TYPE_CHECKING:  # the SDK is imported when the backend is used: it costs ~0.5 s
+    import openai
+    from openai.types.chat import ChatCompletionMessageParam
 
 OPENAI_URL = "https://api.openai.com/v1"
 _HINTS = {401: " (check OPENAI_API_KEY)", 403: " (check OPENAI_API_KEY)",
@@ -22,10 +25,22 @@ class OpenAIAnswerer(ChatAnswerer):
 
     name = "openai"
 
-    def __init__(self, settings: Settings, api_key: str | None = None) -> None:
+    @classmethod
+    def create(cls, settings: Settings, context: AnswerContext) -> OpenAIAnswerer:
+        """The backend for these settings (an LLM needs nothing from the context)."""
+        return cls(settings)
+
+    @classmethod
+    def configured(cls, settings: Settings) -> bool:
+        """Usable with a key (OpenAI) or a base URL (a compatible server)."""
+        return bool(settings.openai_api_key or settings.openai_base_url)
+
+    def __init__(self, settings: Settings) -> None:
+        import openai
+
         base_url = settings.openai_base_url or OPENAI_URL
         super().__init__(settings, settings.openai_model, base_url)
-        api_key = api_key or os.environ.get("OPENAI_API_KEY")
+        api_key = settings.openai_api_key
         if not api_key:
             if not settings.openai_base_url:
                 raise BackendError("the openai backend needs OPENAI_API_KEY (for api.openai.com) or "
@@ -37,13 +52,17 @@ class OpenAIAnswerer(ChatAnswerer):
         self.client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=self.timeout_s, max_retries=0)
 
     def _complete(self, messages: Messages) -> Iterator[str]:
+        import openai
+
+        # Our messages are plain role/content dicts; the SDK types them as one TypedDict per role.
+        sent = cast("list[ChatCompletionMessageParam]", messages)
         try:
             if self.streaming:
-                with self.client.chat.completions.create(model=self.model, messages=messages, stream=True) as events:
+                with self.client.chat.completions.create(model=self.model, messages=sent, stream=True) as events:
                     for chunk in events:
                         yield self._text(chunk, "delta")
                 return
-            completion = self.client.chat.completions.create(model=self.model, messages=messages, stream=False)
+            completion = self.client.chat.completions.create(model=self.model, messages=sent, stream=False)
             yield self._text(completion, "message")
         except openai.RateLimitError as exc:
             raise RateLimited(_status_message(exc), _retry_after(exc)) from exc

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,11 +16,11 @@ from typing import Any
 
 import gradio as gr
 
+from ..answering import configured_backends
 from ..answering.followup import condense, user_questions
 from ..errors import AssistantError
-from ..models import Answer
-from ..pipeline import Assistant, configured_backends
-from ..settings import Settings
+from ..pipeline import Assistant
+from ..settings import Settings, env_var
 from .render import (
     SOURCES_EMPTY,
     SOURCES_PENDING,
@@ -36,8 +35,6 @@ log = logging.getLogger(__name__)
 
 #: Requests answered at the same time; more wait in Gradio's queue.
 CONCURRENCY_LIMIT = 4
-#: Optional login for the chat: "user:password".
-AUTH_ENV = "ASSISTANT_CHAT_AUTH"
 MAX_TOP_K = 20
 CSS = (Path(__file__).with_name("chat.css")).read_text(encoding="utf-8")
 # Gradio 6.31 ships Source Sans Pro SemiBold (600) as a 55-glyph subset: bold text then mixes in
@@ -82,14 +79,11 @@ def make_responder(assistant: Assistant) -> Responder:
         asked = condense(text, user_questions(history))
         asked_as = asked if asked != text.strip() else None
         yield render_pending(asked_as), SOURCES_PENDING, None
-        pieces: list[str] = []
         try:
-            for item in assistant.stream(asked, backend=backend, top_k=int(top_k)):
-                if isinstance(item, Answer):
-                    yield render_answer(item, asked_as), render_sources(item), item.to_dict()
-                else:
-                    pieces.append(item)
-                    yield render_streaming("".join(pieces), asked_as), SOURCES_PENDING, None
+            answer = assistant.stream(asked, backend=backend, top_k=int(top_k))
+            for _ in answer:
+                yield render_streaming(answer.text, asked_as), SOURCES_PENDING, None
+            yield render_answer(answer.answer, asked_as), render_sources(answer.answer), answer.answer.to_dict()
         except AssistantError as exc:
             yield render_error(exc), SOURCES_EMPTY, {"error": str(exc), "kind": type(exc).__name__}
         except Exception as exc:  # keep the chat alive; the traceback goes to the server log
@@ -101,7 +95,7 @@ def make_responder(assistant: Assistant) -> Responder:
 
 def _paper_count(assistant: Assistant) -> str:
     try:
-        return str(len({c.paper_id for c in assistant.keyword_index().chunks}))
+        return str(len({c.paper_id for c in assistant.index.keyword().chunks}))
     except AssistantError:
         return "the indexed"
 
@@ -154,17 +148,6 @@ def build_app(assistant: Assistant, backends: list[str] | None = None) -> gr.Blo
     return app.queue(default_concurrency_limit=CONCURRENCY_LIMIT)
 
 
-def chat_auth(env: dict[str, str] | None = None) -> tuple[str, str] | None:
-    """The login from ASSISTANT_CHAT_AUTH ("user:password"), or None when unset."""
-    raw = (os.environ if env is None else env).get(AUTH_ENV, "")
-    if not raw:
-        return None
-    user, sep, password = raw.partition(":")
-    if not sep or not user or not password:
-        raise ValueError(f"{AUTH_ENV} must look like user:password")
-    return user, password
-
-
 def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, *,
           auth: tuple[str, str] | None = None, block: bool = True) -> str:
     """Launch the app on host:port (never a share link); returns the local URL."""
@@ -185,12 +168,11 @@ def _is_loopback(host: str) -> bool:
 
 def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860) -> None:
     """Build the index if needed (progress in the terminal), then serve the chat until interrupted."""
-    auth = chat_auth()
+    auth = settings.chat_login
     assistant = Assistant(settings)
-    if not assistant.index_ready():
-        print("Building the index (first use)...", file=sys.stderr)
-        assistant.ensure_index(progress=True)
+    assistant.ensure_index()
     if not _is_loopback(host) and auth is None:
-        print(f"warning: serving on {host} without a login; set {AUTH_ENV}=user:password", file=sys.stderr)
+        print(f"warning: serving on {host} without a login; set {env_var('chat_auth')}=user:password",
+              file=sys.stderr)
     print(f"Chat on http://{host}:{port}" + (" (login required)" if auth else ""), file=sys.stderr)
     serve(build_app(assistant), host, port, auth=auth)

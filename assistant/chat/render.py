@@ -12,11 +12,10 @@ import re
 from collections.abc import Iterable
 from urllib.parse import urlparse
 
-from ..answering.citations import markers
+from ..answering.citations import MARKER, marker_numbers, markers
 from ..errors import AssistantError, BackendError, IndexProblemError, InvalidQuestionError
 from ..models import Answer, SentenceSupport, Source
 
-_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 MAX_AUTHORS_CHARS = 160
 
@@ -43,7 +42,7 @@ def _badges(escaped: str, titles: dict[int, str]) -> str:
         tip = f' title="{esc(title)}"' if title else ""
         return f'<span class="pa-cite"{tip}>[{n}]</span>'
 
-    return _MARKER.sub(lambda m: "".join(one(int(p)) for p in m.group(1).split(",")), escaped)
+    return MARKER.sub(lambda m: "".join(one(n) for n in marker_numbers(m.group(1))), escaped)
 
 
 def _lines_to_blocks(lines: Iterable[str]) -> str:
@@ -203,7 +202,7 @@ def _quoted_by_source(sentences: list[SentenceSupport]) -> dict[int, list[str]]:
     """For each source number, the answer sentences (without markers) that cite it."""
     out: dict[int, list[str]] = {}
     for sentence in sentences:
-        plain = _MARKER.sub("", sentence.text).strip().rstrip(".").strip()
+        plain = MARKER.sub("", sentence.text).strip().rstrip(".").strip()
         for n in sentence.cites or markers(sentence.text):
             out.setdefault(n, []).append(plain)
     return out
@@ -260,8 +259,7 @@ def _details_line(source: Source) -> str:
     if len(pages) > 1:
         bits.append(f'<span title="{esc(", ".join(pages))}">seen on {len(pages)} pages</span>')
     score = f'<span class="pa-score" title="rank-fusion score">score {source.score:.4f}</span>'
-    if isinstance(meta.get("dense"), int | float):
-        score += f' <span class="pa-score" title="semantic similarity">similarity {meta["dense"]:.2f}</span>'
+    score += f' <span class="pa-score" title="semantic similarity">similarity {source.dense:.2f}</span>'
     bits.append(score)
     return f'<div class="pa-details">{" · ".join(bits)}</div>'
 

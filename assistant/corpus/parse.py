@@ -22,7 +22,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..models import Paper
+from ..models import PROVENANCE_KEY, RESERVED_METADATA, Paper
+from ..text import without_control
 
 PAGE_SUFFIXES = {".txt", ".md", ".page"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
@@ -34,7 +35,6 @@ MAX_ABSTRACT_CHARS = 20_000
 MAX_FIELD_CHARS = 1000
 #: Extra JSONL/CSV fields kept as metadata: a plain name, not one the index uses itself.
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
-_RESERVED_FIELDS = {"paper_id", "position", "content_hash", "pages", "document_id", "doc_id", "ref_doc_id"}
 _INT64 = 2**63
 
 _BOILERPLATE = {
@@ -46,7 +46,6 @@ _META_BLOCK = re.compile(r"^\s*•\s*(\d+)\s+authors?\s*\n\s*·\s*\n\s*(.+?)\s*$
 _META_DATE = re.compile(r"^([A-Z][a-z]{2} \d{1,2}(?:, \d{4})?)(?:\s+(\d+))?$")
 _URL = re.compile(r"https?://[^\s<>\"'){}\]]+")
 _BLOCK = re.compile(r"(?:[^\n]*\S[^\n]*(?:\n|$))+")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 @dataclass
@@ -133,7 +132,7 @@ def _expand(path: Path, problems: list[ParseProblem]) -> Iterator[Path]:
     try:
         path.stat()
     except OSError as exc:
-        why = {errno.ENOENT: "no such file or folder", errno.ELOOP: "symbolic link loop"}.get(exc.errno)
+        why = {errno.ENOENT: "no such file or folder", errno.ELOOP: "symbolic link loop"}.get(exc.errno or 0)
         if exc.errno == errno.ENOENT and path.is_symlink():
             why = "broken symbolic link"
         problems.append(ParseProblem(str(path), "", f"{why or exc.strerror or exc}; skipped"))
@@ -281,7 +280,7 @@ def _make_paper(title: str, abstract: str, metadata: dict[str, Any], provenance:
 
 def _plain_text(text: str) -> str:
     """Text on one line: control characters (terminal escapes included) and runs of space removed."""
-    return " ".join(_CONTROL.sub(" ", text).split())
+    return " ".join(without_control(text, " ").split())
 
 
 def _record_to_paper(record: dict[str, Any], source: str, where: str,
@@ -307,7 +306,7 @@ def _record_to_paper(record: dict[str, Any], source: str, where: str,
         plain = _plain_value(value)
         if plain == "":
             continue
-        if plain is None or not _FIELD_NAME.match(str(key)) or key in _RESERVED_FIELDS:
+        if plain is None or not _FIELD_NAME.match(str(key)) or key in RESERVED_METADATA or key == PROVENANCE_KEY:
             ignored.append(repr(key))
         else:
             metadata[key] = plain

@@ -69,7 +69,8 @@ def parse_line(line: str) -> tuple[EvalQuestion | None, list[str]]:
         problems.append("suite must be a string")
     if problems:
         return None, problems
-    return EvalQuestion(qid, kind, question, tuple(gold), tuple(keywords), suite), []
+    return EvalQuestion(raw["id"], raw["kind"], raw["question"], tuple(raw["gold_titles"]),
+                        tuple(raw["answer_keywords"]), suite), []
 
 
 def _strings(value: object) -> bool:

@@ -256,15 +256,16 @@ CALIBRATION_BINS = 10
 
 def calibration_bins(outcomes: Sequence[Outcome], bins: int = CALIBRATION_BINS) -> list[dict[str, float]]:
     """Per equal-width confidence bin: count, mean confidence and share whose evidence answers."""
-    rated = [o for o in outcomes if o.confidence is not None and o.evidence_answers is not None]
+    rated = [(o.confidence, bool(o.evidence_answers)) for o in outcomes
+             if o.confidence is not None and o.evidence_answers is not None]
     out = []
     for i in range(bins):
         low, high = i / bins, (i + 1) / bins
-        members = [o for o in rated if low <= o.confidence < high or (i == bins - 1 and o.confidence == 1.0)]
+        members = [(c, y) for c, y in rated if low <= c < high or (i == bins - 1 and c == 1.0)]
         if members:
             out.append({"low": low, "high": high, "n": len(members),
-                         "confidence": float(np.mean([o.confidence for o in members])),
-                         "accuracy": float(np.mean([o.evidence_answers for o in members]))})
+                        "confidence": float(np.mean([c for c, _ in members])),
+                        "accuracy": float(np.mean([y for _, y in members]))})
     return out
 
 
@@ -279,11 +280,11 @@ def expected_calibration_error(outcomes: Sequence[Outcome]) -> float | None:
 
 def risk_coverage(outcomes: Sequence[Outcome]) -> list[tuple[float, float]]:
     """(coverage, risk) when answering only the most confident questions, for every cut-off."""
-    rated = sorted((o for o in outcomes if o.confidence is not None and o.evidence_answers is not None),
-                   key=lambda o: -o.confidence)
+    rated = sorted(((o.confidence, bool(o.evidence_answers)) for o in outcomes
+                    if o.confidence is not None and o.evidence_answers is not None), key=lambda t: -t[0])
     points, wrong = [], 0
-    for i, o in enumerate(rated, start=1):
-        wrong += not o.evidence_answers
+    for i, (_, answers) in enumerate(rated, start=1):
+        wrong += not answers
         points.append((i / len(rated), wrong / i))
     return points
 

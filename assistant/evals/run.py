@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..answering import configured_backends
 from ..answering.citations import drop_invalid_markers, score_support
 from ..corpus.parse import normalize_title
 from ..models import Answer
-from ..pipeline import Assistant, configured_backends
+from ..pipeline import Assistant
 from ..settings import RETRIEVAL_MODES, Settings
 from .dataset import KINDS, EvalQuestion, load_eval_set
 from .gate import check_gate, load_thresholds, write_thresholds
@@ -73,19 +74,13 @@ def evaluate_question(assistant: Assistant, q: EvalQuestion, *, backend: str, re
     The answer runs first so that its timings are not helped by the query embedding cached by
     the extra retrieval.
     """
-    pieces: list[str] = []
-    answer: Answer | None = None
-    for item in assistant.stream(q.question, backend=backend, top_k=top_k, retrieval=retrieval):
-        if isinstance(item, Answer):
-            answer = item
-        else:
-            pieces.append(item)
-    assert answer is not None
+    stream = assistant.stream(q.question, backend=backend, top_k=top_k, retrieval=retrieval)
+    answer = stream.answer
     retrieved = [s.title for s in assistant.retrieve(q.question, top_k=RETRIEVAL_DEPTH, retrieval=retrieval)]
     return Outcome(
         q.id, q.kind, q.question, list(q.gold_titles), list(q.answer_keywords), retrieved, answer.text,
         answer.refused, [c.title for c in answer.citations], judge_sentences(answer, assistant.encoder.encode),
-        fabricated_citations(answer, known_titles, "".join(pieces)), dict(answer.timings_ms),
+        fabricated_citations(answer, known_titles, stream.text), dict(answer.timings_ms),
         q.suite, answer.confidence, evidence_answers(answer.sources, q.gold_titles, q.answer_keywords),
     )
 
@@ -99,7 +94,7 @@ def run_set(assistant: Assistant, questions: Sequence[EvalQuestion], *, backend:
     assistant.ensure_index(progress=progress)
     backend = backend or assistant.settings.backend
     retrieval = retrieval or assistant.settings.retrieval
-    known_titles = sorted({c.title for c in assistant.keyword_index().chunks})
+    known_titles = assistant.index.titles()
     _warn_unknown_gold(questions, known_titles)
     outcomes = [evaluate_question(assistant, q, backend=backend, retrieval=retrieval, top_k=top_k,
                                   known_titles=known_titles)
@@ -151,8 +146,6 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
         raise ValueError("--compare cannot be combined with --gate or --write-thresholds")
     limits = load_thresholds(args.gate) if args.gate else None
     assistant = Assistant(settings)
-    if not assistant.index_ready():
-        print("Building the index (first use)...", file=sys.stderr)
     if args.compare:
         return _compare(args, assistant, questions, path)
     payload = run_set(assistant, questions, backend=settings.backend, retrieval=settings.retrieval,

@@ -8,35 +8,29 @@ finishes the job. On the embedded store a lock file keeps two runs from writing 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import json
-import os
-import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..corpus.parse import ParseProblem, is_indexable, load_corpus
 from ..errors import CorpusError, IndexProblemError
-from ..models import Chunk, Paper
-from ..settings import Settings
-from .chunking import chunk_papers, chunking_id
-from .embedding import EMBEDDER_ID, Encoder, MiniLMEncoder
+from ..models import PROVENANCE_KEY, RESERVED_METADATA, Chunk, Paper
+from .chunking import chunk_papers
+from .embedding import Encoder
 from .keyword import KeywordIndex
-from .repair import half_deleted, remove_index_files
-from .store import IndexStore
+from .repair import remove_index_files
+from .store import INCOMPLETE, IndexStore
+
+if TYPE_CHECKING:  # index.py runs the build and imports this module
+    from .index import PaperIndex
 
 EMBED_BATCH = 64
-INCOMPLETE = "incomplete"
 CHUNK_CACHE = "chunk-cache.json"
-#: How often a long run on a Chroma server renews its writer lease.
-LEASE_RENEW_SECONDS = 30.0
 
 
 @dataclass
@@ -71,114 +65,14 @@ class IndexReport:
         return out
 
 
-def expected_tags(settings: Settings) -> dict[str, str]:
-    """The tags a compatible index must carry."""
-    return {"embedder": EMBEDDER_ID, "chunking": chunking_id(settings.chunk_size, settings.chunk_overlap)}
-
-
-def open_store(settings: Settings) -> IndexStore:
-    """The configured store (embedded or server) expecting our embedder and chunking."""
-    if not settings.chroma_url and (damage := half_deleted(Path(settings.index_dir))):
-        raise IndexProblemError(f"the index in {settings.index_dir} is damaged ({damage}). "
-                                "Rebuild it with `assistant index --rebuild`.")
-    return IndexStore(settings.index_dir, settings.chroma_url, settings.collection, expected_tags(settings))
-
-
-def keyword_dir(settings: Settings) -> Path:
-    """Where the BM25 index is saved (locally, also in server mode)."""
-    suffix = "" if not settings.chroma_url else "-" + hashlib.sha1(settings.chroma_url.encode()).hexdigest()[:8]
-    return Path(settings.index_dir) / f"keyword-{settings.collection}{suffix}"
-
-
-@contextmanager
-def index_lock(settings: Settings) -> Iterator[Callable[[], None]]:
-    """Hold the writer lock of the index, or fail at once with a clear message.
-
-    Embedded store: a file lock in the index folder. Chroma server: a lease on the server (see
-    `IndexStore.acquire_lease`), shared by every process and machine using it. Yields a function
-    the writer calls now and then to keep the lease alive.
-    """
-    if settings.chroma_url:
-        store = open_store(settings)
-        owner = f"{socket.gethostname()}:{os.getpid()}"
-        holder = store.acquire_lease(owner)
-        if holder is not None:
-            raise IndexProblemError(f"another `assistant index` run ({holder}) is writing to {store.location}; "
-                                    "wait for it to finish")
-        try:
-            yield _every(LEASE_RENEW_SECONDS, lambda: store.renew_lease(owner))
-        finally:
-            store.release_lease()
-        return
-    with _open_lock_file(settings) as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise IndexProblemError(
-                f"another `assistant index` run is writing to {settings.index_dir}; wait for it to finish"
-            ) from None
-        try:
-            yield lambda: None
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _open_lock_file(settings: Settings) -> Any:
-    folder = Path(settings.index_dir)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        return open(folder / ".index.lock", "w")  # closed by the caller's `with`
-    except OSError as exc:
-        raise IndexProblemError(f"cannot use {folder} as the index folder ({exc.strerror or exc}); "
-                                "point ASSISTANT_INDEX_DIR (or --index-dir) at a writable folder") from None
-
-
-def _every(seconds: float, action: Callable[[], None]) -> Callable[[], None]:
-    """`action`, throttled to run at most once per `seconds`."""
-    last = time.monotonic()
-
-    def maybe() -> None:
-        nonlocal last
-        if time.monotonic() - last >= seconds:
-            action()
-            last = time.monotonic()
-    return maybe
-
-
-def writer_active(settings: Settings, store: IndexStore) -> bool:
-    """Whether another process holds the writer lock of this index right now."""
-    if settings.chroma_url:
-        return store.lease_holder() is not None
-    with _open_lock_file(settings) as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
-
-
-def usable_while_written(settings: Settings, store: IndexStore) -> bool:
-    """True when another process is updating the index and it already holds usable chunks
-    (answer from them meanwhile, instead of starting a second run); raises IndexProblemError
-    when it is being built and holds none yet; False when nobody is writing.
-    """
-    if not writer_active(settings, store):
-        return False
-    if store.exists() and store.count() > 0 and store.mismatch() is None:
-        return True
-    raise IndexProblemError(f"another `assistant index` run is writing to {store.location} and nothing is "
-                            "stored yet; try again when it has finished")
-
-
 def _flat_metadata(paper: Paper) -> dict[str, Any]:
     """Paper metadata as Chroma-storable scalars (lists joined), plus provenance."""
     out: dict[str, Any] = {}
     for key, value in paper.metadata.items():
-        if key in ("paper_id", "title", "position", "content_hash"):
+        if key in RESERVED_METADATA:
             continue
         out[key] = " ".join(map(str, value)) if isinstance(value, list) else value
-    out["pages"] = "; ".join(paper.provenance)
+    out[PROVENANCE_KEY] = "; ".join(paper.provenance)
     return out
 
 
@@ -189,29 +83,22 @@ def _fingerprint(chunks: Sequence[Chunk]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _remembered_sources(store: IndexStore) -> list[str]:
-    raw = (store.collection.metadata or {}).get("sources", "[]")
-    try:
-        return [str(p) for p in json.loads(raw)]
-    except (TypeError, ValueError):
-        return []
-
-
-def build_index(settings: Settings, paths: Sequence[str | Path] = (), *, rebuild: bool = False,
-                progress: bool = True, encoder: Encoder | None = None) -> IndexReport:
-    """Bring the index up to date with the bundled corpus, remembered sources and `paths`."""
+def build(index: PaperIndex, paths: Sequence[str | Path] = (), *, rebuild: bool = False,
+          progress: bool = True, encoder: Encoder) -> IndexReport:
+    """The indexing run (see `PaperIndex.build`), under the index's writer lock."""
+    settings = index.settings
     report = IndexReport()
-    with index_lock(settings) as renew:
+    with index.lock() as renew:
         started = time.perf_counter()
         if rebuild:
-            store, sources = _emptied_store(settings, progress)
+            sources = _emptied(index, progress)
             reason: str | None = "--rebuild was given"
         else:
-            store = open_store(settings)
-            reason = store.mismatch() if store.exists() else None
+            reason = index.store.mismatch() if index.store.exists() else None
             if not reason:
-                store.check()  # a damaged index is not patched up: it needs --rebuild
-            sources = _remembered_sources(store)
+                index.store.check()  # a damaged index is not patched up: it needs --rebuild
+            sources = index.store.sources()
+        store = index.store
         remembered = list(sources)
         new_paths = [str(Path(p).resolve()) for p in paths]
         sources += [p for p in new_paths + [str(p) for p in settings.extra_paths] if p not in sources]
@@ -245,14 +132,14 @@ def build_index(settings: Settings, paths: Sequence[str | Path] = (), *, rebuild
         fingerprint = _fingerprint(chunks)
         if todo or stale or store.fingerprint() != fingerprint:
             store.set_fingerprint(INCOMPLETE)
-            _save_sources(store, sources)  # first, so that a run after a crash knows what to finish
+            store.set_sources(sources)  # first, so that a run after a crash knows what to finish
             t = time.perf_counter()
             _embed_and_store(store, todo, {p.paper_id: _flat_metadata(p) for p in corpus.papers},
-                             encoder or MiniLMEncoder(), progress, renew)
+                             encoder, progress, renew)
             report.seconds["embed+store"] = time.perf_counter() - t
             store.delete(stale)
             store.set_fingerprint(fingerprint)
-        kw = keyword_dir(settings)
+        kw = index.keyword_dir
         if KeywordIndex.load(kw, fingerprint) is None:
             t = time.perf_counter()
             KeywordIndex(store.all_chunks(), fingerprint).save(kw)
@@ -261,29 +148,26 @@ def build_index(settings: Settings, paths: Sequence[str | Path] = (), *, rebuild
     return report
 
 
-def _emptied_store(settings: Settings, progress: bool) -> tuple[IndexStore, list[str]]:
-    """For --rebuild: the store with its collection dropped, and the sources it remembered.
-    An embedded index too damaged to open or drop has its files removed and starts afresh."""
+def _emptied(index: PaperIndex, progress: bool) -> list[str]:
+    """For --rebuild: drop the collection and return the sources it remembered. An embedded index
+    too damaged to open or drop has its files removed and starts afresh."""
     sources: list[str] = []
     try:
-        store = open_store(settings)
-        sources = _remembered_sources(store) if store.exists() else []
+        store = index.store
+        sources = store.sources() if store.exists() else []
         store.reset()
-        return store, sources
+        return sources
     except IndexProblemError as exc:
-        if settings.chroma_url:
+        folder = index.settings.index_dir
+        if index.settings.chroma_url:
             raise
-        removed = remove_index_files(Path(settings.index_dir))
+        removed = remove_index_files(Path(folder))
         if progress:
             lost = "" if sources else "; give the files you had added with `assistant index PATH` again"
             print(f"Could not open the index ({exc})\nRemoved {', '.join(removed) or 'nothing'} from "
-                  f"{settings.index_dir} and starting afresh{lost}.", file=sys.stderr)
-        return open_store(settings), sources
-
-
-def _save_sources(store: IndexStore, sources: list[str]) -> None:
-    meta = {k: v for k, v in (store.collection.metadata or {}).items() if not k.startswith("hnsw:")}
-    store.collection.modify(metadata={**meta, "sources": json.dumps(sources)})
+                  f"{folder} and starting afresh{lost}.", file=sys.stderr)
+        index.reopen()
+        return sources
 
 
 def _embed_and_store(store: IndexStore, chunks: list[Chunk], paper_meta: dict[str, dict],

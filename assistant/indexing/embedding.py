@@ -42,7 +42,7 @@ class MiniLMEncoder:
     """Encodes texts to L2-normalised 384-d vectors; batches texts of similar length."""
 
     def __init__(self, threads: int | None = None) -> None:
-        self.threads = threads or int(os.environ.get("ASSISTANT_EMBED_THREADS", 0)) or (os.cpu_count() or 1)
+        self.threads = threads or os.cpu_count() or 1  # Settings.embed_threads, when set
 
     @cached_property
     def tokenizer(self) -> Any:

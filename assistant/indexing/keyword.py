@@ -13,32 +13,20 @@ import math
 import os
 import shutil
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..models import ScoredChunk
 from ..text import ANALYZER_ID, terms
-from .store import DenseHit
 
 MANIFEST = "manifest.json"
-
-
-@dataclass
-class KeywordHit:
-    """One chunk found by BM25; `score` is the raw BM25 score."""
-
-    chunk_id: str
-    paper_id: str
-    title: str
-    text: str
-    score: float
 
 
 class KeywordIndex:
     """BM25 over chunk texts (title included), stemmed, stop words removed."""
 
-    def __init__(self, chunks: list[DenseHit], fingerprint: str) -> None:
+    def __init__(self, chunks: list[ScoredChunk], fingerprint: str) -> None:
         import bm25s
 
         self.chunks = chunks
@@ -47,8 +35,8 @@ class KeywordIndex:
         if chunks:
             self._bm25.index([terms(f"{c.title}\n{c.text}") or ["_empty_"] for c in chunks], show_progress=False)
 
-    def search(self, query: str, k: int) -> list[KeywordHit]:
-        """The k best chunks for the query's terms (chunks with score 0 are left out)."""
+    def search(self, query: str, k: int) -> list[ScoredChunk]:
+        """The k best chunks for the query's terms, scored by BM25 (chunks with score 0 are left out)."""
         query_terms = [t for t in terms(query) if t in self._bm25.vocab_dict] if self.chunks else []
         if not query_terms:
             return []
@@ -56,8 +44,8 @@ class KeywordIndex:
         k = min(k, len(self.chunks))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
-        return [KeywordHit(self.chunks[i].chunk_id, self.chunks[i].paper_id, self.chunks[i].title,
-                           self.chunks[i].text, float(scores[i])) for i in top if scores[i] > 0]
+        return [ScoredChunk(self.chunks[i].chunk_id, self.chunks[i].paper_id, self.chunks[i].title,
+                            self.chunks[i].text, float(scores[i])) for i in top if scores[i] > 0]
 
     def idf(self, term: str) -> float:
         """Inverse document frequency of a stemmed term over chunks (highest for unknown terms)."""
@@ -97,7 +85,7 @@ class KeywordIndex:
                 return None
             rows = json.loads((folder / "chunks.json").read_text())
             self = cls.__new__(cls)
-            self.chunks = [DenseHit(r[0], r[1], r[2], r[3], 0.0) for r in rows]
+            self.chunks = [ScoredChunk(r[0], r[1], r[2], r[3]) for r in rows]
             self.fingerprint = fingerprint
             self._bm25 = bm25s.BM25.load(str(folder), show_progress=False) if rows else bm25s.BM25()
             return self

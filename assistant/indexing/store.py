@@ -10,34 +10,25 @@ Every call to Chroma goes through `_Guarded`, so a broken index or an unreachabl
 from __future__ import annotations
 
 import contextlib
+import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from .. import offline  # noqa: F401
 from ..errors import AssistantError, IndexProblemError
-from ..models import Chunk
+from ..models import Chunk, ScoredChunk
 from .repair import forget_open_store
 
 SCHEMA_VERSION = 1
+#: The fingerprint while an indexing run writes (or after one was killed part-way).
+INCOMPLETE = "incomplete"
 _WRITE_BATCH = 1000
 #: Seconds after its last renewal that a writer's lease on a Chroma server counts as abandoned.
 LEASE_SECONDS = 300.0
 SERVER_TIMEOUT_S = 30.0  # per request to a Chroma server; Chroma's own client never times out
 HEALTH_SAMPLE = 64  # stored vectors read back when a store is first opened
-
-
-@dataclass
-class DenseHit:
-    """One chunk found by vector search; `score` is the cosine similarity."""
-
-    chunk_id: str
-    paper_id: str
-    title: str
-    text: str
-    score: float
 
 
 def _client(index_dir: Path, chroma_url: str | None) -> Any:
@@ -146,14 +137,31 @@ class IndexStore:
                 return f"index {key} is {stored.get(key)!r}, expected {value!r}"
         return None
 
-    def fingerprint(self) -> str:
-        """A tag that changes whenever the stored chunks change (set by the indexer)."""
+    def fingerprint(self, fresh: bool = False) -> str:
+        """A tag that changes whenever the stored chunks change (set by the indexer). `fresh`
+        re-reads the collection, so a change by another process (server mode) is seen."""
+        if fresh:
+            self._collection = None
         return str((self.collection.metadata or {}).get("fingerprint", ""))
 
     def set_fingerprint(self, value: str) -> None:
         """Record the tag of the current contents in the collection metadata."""
+        self._set_metadata("fingerprint", value)
+
+    def sources(self) -> list[str]:
+        """The corpus paths earlier runs indexed (besides the bundled pages)."""
+        try:
+            return [str(p) for p in json.loads((self.collection.metadata or {}).get("sources", "[]"))]
+        except (TypeError, ValueError):
+            return []
+
+    def set_sources(self, sources: list[str]) -> None:
+        """Remember the corpus paths, so the next run (or one after a crash) reads them again."""
+        self._set_metadata("sources", json.dumps(sources))
+
+    def _set_metadata(self, key: str, value: str) -> None:
         meta = {k: v for k, v in (self.collection.metadata or {}).items() if not k.startswith("hnsw:")}
-        self.collection.modify(metadata={**meta, "fingerprint": value})
+        self.collection.modify(metadata={**meta, key: value})
 
     def count(self) -> int:
         """Number of chunks stored."""
@@ -179,7 +187,7 @@ class IndexStore:
                 out[chunk_id] = (meta or {}).get("content_hash", "")
         return out
 
-    def all_chunks(self) -> list[DenseHit]:
+    def all_chunks(self) -> list[ScoredChunk]:
         """Every stored chunk (without vectors), for building the keyword index."""
         out = []
         total = self.count()
@@ -187,16 +195,16 @@ class IndexStore:
             got = self.collection.get(include=["metadatas", "documents"], limit=5000, offset=offset)
             for chunk_id, meta, doc in zip(got["ids"], got["metadatas"], got["documents"]):
                 meta = meta or {}
-                out.append(DenseHit(chunk_id, meta.get("paper_id", ""), meta.get("title", ""), doc or "", 0.0))
+                out.append(ScoredChunk(chunk_id, meta.get("paper_id", ""), meta.get("title", ""), doc or ""))
         return out
 
     def add(self, chunks: list[Chunk], embeddings: list[list[float]], paper_meta: dict[str, dict]) -> None:
         """Upsert chunks with their vectors (through llama-index's ChromaVectorStore)."""
-        from llama_index.core.schema import TextNode
+        from llama_index.core.schema import BaseNode, TextNode
         from llama_index.vector_stores.chroma import ChromaVectorStore
 
         vector_store = ChromaVectorStore(chroma_collection=self.collection)
-        nodes = [
+        nodes: list[BaseNode] = [
             TextNode(
                 id_=c.chunk_id, text=c.text, embedding=list(map(float, e)),
                 metadata={"paper_id": c.paper_id, "title": c.title, "position": c.position,
@@ -221,7 +229,14 @@ class IndexStore:
         got = self.collection.get(ids=chunk_ids, include=["embeddings"])
         return {cid: list(vec) for cid, vec in zip(got["ids"], got["embeddings"])}
 
-    def query(self, embedding: list[float], k: int) -> list[DenseHit]:
+    def metadata(self, chunk_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Stored metadata of the given chunks (ids not stored are left out)."""
+        if not chunk_ids:
+            return {}
+        got = self.collection.get(ids=chunk_ids, include=["metadatas"])
+        return {cid: dict(meta or {}) for cid, meta in zip(got["ids"], got["metadatas"])}
+
+    def query(self, embedding: list[float], k: int) -> list[ScoredChunk]:
         """The k nearest chunks by cosine similarity."""
         if k <= 0:
             return []
@@ -231,8 +246,8 @@ class IndexStore:
         for chunk_id, meta, doc, dist in zip(got["ids"][0], got["metadatas"][0], got["documents"][0],
                                              got["distances"][0]):
             meta = meta or {}
-            hits.append(DenseHit(chunk_id, meta.get("paper_id", ""), meta.get("title", ""), doc or "",
-                                 1.0 - float(dist)))
+            hits.append(ScoredChunk(chunk_id, meta.get("paper_id", ""), meta.get("title", ""), doc or "",
+                                    1.0 - float(dist)))
         return hits
 
     # -- writer lease (server mode) -------------------------------------------------------------

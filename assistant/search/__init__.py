@@ -1,1 +1,2 @@
-"""Search: find the papers that answer a question (dense and keyword rankings, fused per paper)."""
+"""Search: which papers answer a question. `dense` and `keyword` each rank chunks; `fusion` fuses
+their rankings by weighted reciprocal rank and groups chunks by paper."""

@@ -1,18 +1,21 @@
-"""Hybrid retrieval: dense (Chroma) and keyword (BM25) rankings fused by reciprocal rank,
-grouped by paper so that one paper's chunks cannot crowd out the others.
+"""Hybrid retrieval: chunk rankings of weighted retrievers (dense, keyword) fused by reciprocal
+rank, grouped by paper so that one paper's chunks cannot crowd out the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-from ..indexing.embedding import CachedEncoder, MiniLMEncoder
-from ..indexing.keyword import KeywordHit, KeywordIndex
-from ..indexing.store import DenseHit, IndexStore
+from ..indexing.embedding import Encoder
+from ..indexing.index import PaperIndex
+from ..models import ScoredChunk
 from ..text import named_things, split_sentences, system_name
+from .dense import DenseRetriever
+from .keyword import KeywordRetriever
 
 RRF_K = 60
 CANDIDATE_CHUNKS = 40
@@ -23,6 +26,20 @@ KEYWORD_WEIGHT = 1.5
 #: Added to the fused score of a paper whose title names the system the question names
 #: ("What is TransMLA?" → "TransMLA: …"): rank fusion alone lets a weak dense match outvote it.
 NAME_MATCH_BONUS = 1.0
+
+#: The (retriever, weight) pairs of each retrieval mode, by retriever name.
+MODES = {"hybrid": (("dense", DENSE_WEIGHT), ("keyword", KEYWORD_WEIGHT)),
+         "dense": (("dense", 1.0),), "bm25": (("keyword", 1.0),)}
+
+
+class ChunkRetriever(Protocol):
+    """One ranking of chunks for a query. `name` is the score it fills on hits: dense or keyword."""
+
+    name: str
+
+    def retrieve(self, query: str, vector: np.ndarray, n: int) -> list[ScoredChunk]:
+        """The n best chunks for the query (text and vector), best first."""
+        ...
 
 
 @dataclass
@@ -77,46 +94,42 @@ def _position(chunk_id: str) -> int:
 
 
 class Retriever:
-    """Finds the papers that best answer a question, by `mode`: hybrid, dense or bm25."""
+    """Finds the papers that best answer a question, by mode: hybrid, dense or bm25."""
 
-    def __init__(self, store: IndexStore, keyword_index: Callable[[], KeywordIndex],
-                 encoder: MiniLMEncoder | CachedEncoder, mode: str = "hybrid") -> None:
-        self.store = store
-        self.keyword_index = keyword_index
+    def __init__(self, index: PaperIndex, encoder: Encoder) -> None:
+        self.dense = DenseRetriever(index)
+        self.keyword = KeywordRetriever(index)
         self.encoder = encoder
-        self.mode = mode
 
-    def retrieve(self, query: str, top_k: int, mode: str | None = None) -> list[PaperHit]:
-        """The top_k papers for `query`, best first."""
-        mode = mode or self.mode
-        papers: dict[str, PaperHit] = {}
-        rankings: list[list[str]] = []
+    def retrieve(self, query: str, top_k: int, mode: str = "hybrid") -> list[PaperHit]:
+        """The top_k papers for `query`, best first, each with its best cosine similarity."""
+        by_name: dict[str, ChunkRetriever] = {"dense": self.dense, "keyword": self.keyword}
         vector = self.encoder.encode([query])[0]
-        if mode in ("hybrid", "dense"):
-            rankings.append(_add_hits(papers, self.store.query(vector.tolist(), CANDIDATE_CHUNKS), "dense"))
-        if mode in ("hybrid", "bm25"):
-            rankings.append(_add_hits(papers, self.keyword_index().search(query, CANDIDATE_CHUNKS), "keyword"))
-        weights = [DENSE_WEIGHT, KEYWORD_WEIGHT] if mode == "hybrid" else None
-        for paper_id, score in reciprocal_rank_fusion(rankings, weights=weights).items():
-            papers[paper_id].score = score
-        named = set(named_things(query))
-        for paper in papers.values():
-            name = system_name(paper.title)
-            if name and set(name.casefold().split()) <= named:
-                paper.score += NAME_MATCH_BONUS
-        ranked = sorted(papers.values(), key=lambda p: -p.score)[:top_k]
-        self._fill_dense(ranked, vector)
+        ranked = fuse(query, vector, [(by_name[name], weight) for name, weight in MODES[mode]], top_k)
+        # Chunks found only by keyword get their cosine too, so every hit has one.
+        missing = [c for p in ranked for c in p.chunks if c.dense == 0.0]
+        similarity = self.dense.similarities([c.chunk_id for c in missing], vector)
+        for chunk in missing:
+            chunk.dense = similarity.get(chunk.chunk_id, chunk.dense)
+        for paper in ranked:
+            paper.dense = max((c.dense for c in paper.chunks), default=0.0)
         return ranked
 
-    def _fill_dense(self, papers: list[PaperHit], vector: np.ndarray) -> None:
-        """Give chunks found only by keyword their cosine to the query, so every hit has one."""
-        missing = [c for p in papers for c in p.chunks if c.dense == 0.0]
-        stored = self.store.vectors([c.chunk_id for c in missing])
-        for chunk in missing:
-            if chunk.chunk_id in stored:
-                chunk.dense = float(np.dot(stored[chunk.chunk_id], vector))
-        for paper in papers:
-            paper.dense = max((c.dense for c in paper.chunks), default=0.0)
+
+def fuse(query: str, vector: np.ndarray, retrievers: Sequence[tuple[ChunkRetriever, float]],
+         top_k: int) -> list[PaperHit]:
+    """The top_k papers by weighted reciprocal rank over the retrievers' chunk rankings, best first."""
+    papers: dict[str, PaperHit] = {}
+    rankings = [_add_hits(papers, retriever.retrieve(query, vector, CANDIDATE_CHUNKS), retriever.name)
+                for retriever, _ in retrievers]
+    for paper_id, score in reciprocal_rank_fusion(rankings, weights=[w for _, w in retrievers]).items():
+        papers[paper_id].score = score
+    named = set(named_things(query))
+    for paper in papers.values():
+        name = system_name(paper.title)
+        if name and set(name.casefold().split()) <= named:
+            paper.score += NAME_MATCH_BONUS
+    return sorted(papers.values(), key=lambda p: -p.score)[:top_k]
 
 
 def _chunk(paper: PaperHit, chunk_id: str, text: str) -> ChunkHit:
@@ -128,7 +141,7 @@ def _chunk(paper: PaperHit, chunk_id: str, text: str) -> ChunkHit:
     return chunk
 
 
-def _add_hits(papers: dict[str, PaperHit], hits: Sequence[DenseHit | KeywordHit], score: str) -> list[str]:
+def _add_hits(papers: dict[str, PaperHit], hits: Sequence[ScoredChunk], score: str) -> list[str]:
     """Record chunk hits of one retriever under `score` ('dense' or 'keyword') on their papers;
     returns the paper ids in order of their first (best) chunk."""
     for hit in hits:

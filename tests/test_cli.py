@@ -1,13 +1,11 @@
-"""Reliability at the question end: unusable questions are clear errors in the API and the CLI,
-LLM endpoint faults are one-line errors after which the same Assistant answers again, API keys
-never reach output, logs or files, and the chat listens on loopback unless told otherwise."""
+"""The question end, through the API and the `assistant` command: unusable questions are clear
+errors (one line and exit status 2 in the CLI), bad configuration is one line, API keys never
+reach output, logs or files, and the chat listens on loopback unless told otherwise."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -34,12 +32,6 @@ UNUSABLE = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def shadowkv(answer: object) -> bool:
     return any("ShadowKV" in c.title for c in answer.citations)  # type: ignore[attr-defined]
 
@@ -61,14 +53,18 @@ def test_the_length_limit_is_named_and_applies_to_the_cleaned_text(assistant: As
     assert shadowkv(assistant.answer(QUESTION + " " * (2 * limit)))  # padding is not content
 
 
-@pytest.mark.parametrize("question", ["ShadowKVはKVキャッシュのメモリをどう減らすのか?",
-                                      "¿Cómo reduce ShadowKV la memoria de la caché KV?",
-                                      "Что такое пингвин?"])
-def test_non_english_question_gets_an_answer_or_a_refusal(assistant: Assistant, question: str) -> None:
+@pytest.mark.parametrize(("question", "cited"), [
+    ("ShadowKVはKVキャッシュのメモリをどう減らすのか?", None),  # no English words to match: refused
+    ("¿Cómo reduce ShadowKV la memoria de la caché KV?", "ShadowKV"),  # the name and "KV" carry it
+    ("Что такое пингвин?", None),
+], ids=["japanese", "spanish", "russian"])
+def test_non_english_question_gets_a_clear_answer_or_refusal(assistant: Assistant, question: str,
+                                                             cited: str | None) -> None:
     answer = assistant.answer(question)
-    assert answer.refused or answer.citations
-    if answer.refused:
-        assert answer.text == REFUSAL and not answer.citations
+    if cited is None:
+        assert answer.refused and answer.text == REFUSAL and not answer.citations
+    else:
+        assert not answer.refused and cited in answer.citations[0].title
 
 
 def test_control_characters_around_a_real_question_are_dropped(assistant: Assistant) -> None:
@@ -113,11 +109,10 @@ def test_cli_bad_top_k_exits_2(ask: Callable) -> None:
     assert code == cli.EXIT_BAD_INPUT and out == "" and "top_k" in err and err.count("\n") == 1
 
 
-def test_cli_undecodable_bytes_fail_before_any_index_is_built(tmp_path: Path) -> None:
+def test_cli_undecodable_bytes_fail_before_any_index_is_built(tmp_path: Path, cli_env: Callable) -> None:
     index = tmp_path / "never-built"
     done = subprocess.run([sys.executable, "-m", "assistant", "ask", b"\xff\xfe?\xc3"], capture_output=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "ASSISTANT_INDEX_DIR": str(index)},
-                          timeout=300, cwd=ROOT)
+                          env=cli_env(ASSISTANT_INDEX_DIR=str(index)), timeout=300, cwd=ROOT)
     assert done.returncode == cli.EXIT_BAD_INPUT and done.stdout == b""
     assert done.stderr == b"error: the question has no words in it\n"
     assert not index.exists()
@@ -140,53 +135,18 @@ def test_cli_bad_configuration_is_one_line(command: str, var: str, value: str, c
     assert out == "" and err.startswith(words.format(file=file)) and err.count("\n") == 1, err
 
 
-# -- LLM endpoint faults --------------------------------------------------------------------------
-def llm_settings(protocol: str, url: str) -> dict[str, object]:
-    if protocol == "openai":
-        return {"backend": "openai", "openai_base_url": url + "/v1", "openai_model": "test-model"}
-    return {"backend": "ollama", "ollama_host": url, "ollama_model": "test-model"}
-
-
-@pytest.mark.parametrize("protocol", ["openai", "ollama"])
-def test_llm_faults_are_one_line_errors_and_the_same_assistant_recovers(
-        settings: Settings, first_build: object, protocol: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    port = free_port()
-    llm = Assistant(settings.with_(**llm_settings(protocol, f"http://127.0.0.1:{port}"),
-                                   llm_timeout_s=1.0, llm_max_retries=0))
-    first = llm.retrieve(QUESTION)[0]
-
-    def fails(*words: str) -> None:
-        with pytest.raises(BackendError) as exc:
-            llm.answer(QUESTION)
-        message = str(exc.value)
-        assert "\n" not in message and all(w in message for w in words), message
-
-    fails("cannot reach", str(port))                                   # endpoint down
-    with FakeLLMServer(protocol, port=port) as server:                 # ... and then up
-        for reply, words in [(Reply("late [1].", delay=3.0), ("did not answer within 1 s",)),
-                             (Reply("x", malformed=True), ()),
-                             (Reply(body={"unexpected": ["shape"]}), ()),
-                             (Reply(status=500, error="internal error"), ("HTTP 500",))]:
-            server.script(reply)
-            fails(*words)
-        server.script(Reply(f"{first.title} is the paper to read [1]."))
-        answer = llm.answer(QUESTION)
-    assert answer.backend == protocol and not answer.refused
-    assert [c.title for c in answer.citations] == [first.title]
-
-
 # -- secrets --------------------------------------------------------------------------------------
 def test_api_key_never_reaches_output_logs_or_files(
-        settings: Settings, index_dir: Path, first_build: object, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        settings: Settings, index_dir: Path, first_build: object, tmp_path: Path, cli_env: Callable,
+        caplog: pytest.LogCaptureFixture) -> None:
     secret = f"sk-test-SECRET-{uuid.uuid4().hex}"
-    monkeypatch.setenv("OPENAI_API_KEY", secret)
     caplog.set_level(logging.DEBUG)
     seen: list[str] = []
     with FakeLLMServer("openai") as server:
         url = server.url + "/v1"
-        llm = Assistant(settings.with_(backend="openai", openai_base_url=url, llm_max_retries=0))
+        llm = Assistant(settings.with_(backend="openai", openai_base_url=url, llm_max_retries=0,
+                                       openai_api_key=secret))
+        assert secret not in repr(llm.settings)
         echo = f"Incorrect API key provided: {secret}. You can find your API key at ..."
         for reply in [Reply(status=401, error=echo), Reply(status=500, error=echo), Reply(status=429, error=echo)]:
             server.script(reply)
@@ -196,8 +156,8 @@ def test_api_key_never_reaches_output_logs_or_files(
             seen.append(str(exc.value))
         server.script(Reply("ShadowKV keeps a low-rank key cache [1]."))
         seen.append(json.dumps(llm.answer(QUESTION).to_dict()))
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "ASSISTANT_INDEX_DIR": str(index_dir),
-               "OPENAI_BASE_URL": url, "OPENAI_LOG": "debug", "HOME": str(tmp_path)}
+        env = cli_env(ASSISTANT_INDEX_DIR=str(index_dir), OPENAI_API_KEY=secret, OPENAI_BASE_URL=url,
+                      OPENAI_LOG="debug", HOME=str(tmp_path))
         eval_set = tmp_path / "set.jsonl"
         eval_set.write_text(json.dumps({"id": "q1", "kind": "unanswerable", "question": "What is the capital "
                                         "of Australia?", "gold_titles": [], "answer_keywords": []}) + "\n")

@@ -1,28 +1,71 @@
-"""The parts tuned for speed keep their outputs: batching, the vector cache, the chunk cache,
-the overlapped index writes, concurrent keyword-index saves and the writer lock."""
+"""Indexing into a real Chroma store with the real model: counts, incremental runs, tags; and the
+parts tuned for speed keep their outputs: batching, the vector cache, the chunk cache, the
+overlapped index writes, concurrent keyword-index saves and the writer lock."""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from assistant import Settings
 from assistant.corpus.parse import load_corpus
 from assistant.errors import IndexProblemError
 from assistant.indexing import chunking, embedding
-from assistant.indexing.build import build_index, index_lock, open_store, usable_while_written
+from assistant.indexing.build import IndexReport
 from assistant.indexing.chunking import chunk_papers
-from assistant.indexing.embedding import CachedEncoder, MiniLMEncoder, _length_batches
+from assistant.indexing.embedding import MAX_TOKENS, CachedEncoder, MiniLMEncoder, _length_batches
+from assistant.indexing.index import PaperIndex, expected_tags
 from assistant.indexing.keyword import KeywordIndex
-from assistant.indexing.store import DenseHit
-from assistant.settings import Settings
+from assistant.indexing.store import IndexStore
+from assistant.models import ScoredChunk
 
 
+def test_cold_build_indexes_every_paper(first_build: IndexReport, settings: Settings) -> None:
+    assert first_build.papers == 334
+    assert first_build.duplicates_merged == 58
+    assert first_build.added == first_build.chunks > 334
+    assert first_build.unchanged == first_build.removed == 0
+    store = PaperIndex(settings).store
+    assert store.count() == first_build.chunks
+    assert store.mismatch() is None
+
+
+def test_second_run_embeds_nothing(first_build: IndexReport, settings: Settings) -> None:
+    again = PaperIndex(settings).build(progress=False)
+    assert again.added == 0 and again.removed == 0
+    assert again.unchanged == first_build.chunks
+    assert "embed+store" not in again.seconds
+
+
+def test_chunks_fit_the_embedder_window_and_carry_the_title(first_build: IndexReport, settings: Settings) -> None:
+    encoder = MiniLMEncoder()
+    chunks = PaperIndex(settings).store.all_chunks()
+    longest = max(encoder.count_tokens(f"{c.title}\n{c.text}") for c in chunks)
+    assert longest < MAX_TOKENS
+    assert all(c.title and c.paper_id for c in chunks)
+
+
+def test_index_built_with_other_settings_is_detected(first_build: IndexReport, settings: Settings) -> None:
+    other = {**expected_tags(settings), "chunking": "something-else"}
+    store = IndexStore(settings.index_dir, None, settings.collection, other)
+    message = store.mismatch()
+    assert message is not None and "chunking" in message
+
+
+def test_vectors_are_unit_length_and_match_the_query_embedding(first_build: IndexReport, settings: Settings) -> None:
+    store = PaperIndex(settings).store
+    encoder = MiniLMEncoder()
+    question = "ShadowKV stores the low-rank key cache and offloads the value cache"
+    hits = store.query(encoder.encode([question])[0].tolist(), 3)
+    assert hits[0].title.startswith("ShadowKV")
+    assert 0.5 < hits[0].score <= 1.0
+
+
+# -- the parts tuned for speed ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def encoder() -> MiniLMEncoder:
     return MiniLMEncoder()
@@ -93,7 +136,7 @@ def test_chunk_cache_gives_the_same_chunks_without_splitting(tmp_path: Path,
 
 
 def test_keyword_index_saves_from_many_threads(tmp_path: Path) -> None:
-    chunks = [DenseHit(f"p{i}-0", f"p{i}", f"Paper {i}", f"text about topic {i} and kv caches", 0.0)
+    chunks = [ScoredChunk(f"p{i}-0", f"p{i}", f"Paper {i}", f"text about topic {i} and kv caches")
               for i in range(50)]
     folder = tmp_path / "keyword"
     errors: list[BaseException] = []
@@ -117,12 +160,12 @@ def test_keyword_index_saves_from_many_threads(tmp_path: Path) -> None:
 
 
 def test_writer_lock_refuses_a_second_run_but_readers_go_on(settings: Settings, first_build) -> None:
-    store = open_store(settings)
-    assert not usable_while_written(settings, store)
-    with index_lock(settings):
+    index = PaperIndex(settings)
+    assert not index.usable_while_written()
+    with PaperIndex(settings).lock():
         with pytest.raises(IndexProblemError, match="another `assistant index` run"):
-            build_index(settings, progress=False)
-        assert usable_while_written(settings, store)
+            index.build(progress=False)
+        assert index.usable_while_written()
 
 
 def test_changed_chunks_are_replaced(tmp_path: Path, settings: Settings, first_build) -> None:
@@ -134,17 +177,18 @@ def test_changed_chunks_are_replaced(tmp_path: Path, settings: Settings, first_b
     extra.write_text('{"title": "Quokka: A Tiny Test Paper on Batching", "abstract": "Quokka batches short '
                      'sentences by length. It bounds padding to fifteen percent."}\n')
     small = MiniLMEncoder()
-    build_index(settings, [extra], progress=False, encoder=_Counting(small))
+    PaperIndex(settings, _Counting(small)).build([extra], progress=False)
     extra.write_text('{"title": "Quokka: A Tiny Test Paper on Batching", "abstract": "Quokka batches short '
                      'sentences by token count. It bounds padding to fifteen percent of the batch."}\n')
     counting = _Counting(small)
-    report = build_index(settings, progress=False, encoder=counting)
+    index = PaperIndex(settings, counting)
+    report = index.build(progress=False)
     assert report.added == 1 and counting.texts == 1
-    store = open_store(settings)
+    store = index.store
     got = store.collection.get(where={"title": "Quokka: A Tiny Test Paper on Batching"}, include=["documents"])
     assert got["documents"] == ["Quokka batches short sentences by token count. It bounds padding to fifteen "
                                 "percent of the batch."]
-    assert build_index(settings, progress=False, encoder=counting).added == 0
+    assert index.build(progress=False).added == 0
     assert store.count() == first_build.chunks + 1
 
 
@@ -167,12 +211,3 @@ def test_llama_index_adapter_gives_the_encoder_vectors(encoder: MiniLMEncoder) -
     texts = ["KV cache compression", "A second text about retrieval."]
     np.testing.assert_allclose(adapter.get_text_embedding_batch(texts), encoder.encode(texts), atol=1e-6)
     np.testing.assert_allclose(adapter.get_query_embedding(texts[0]), encoder.encode(texts[:1])[0], atol=1e-6)
-
-
-def test_answering_does_not_load_llama_index() -> None:
-    """llama-index costs ~1.4 s to import; only indexing needs it."""
-    code = ("import sys, assistant.pipeline, assistant.cli; "
-            "print(sorted(m for m in sys.modules if m.startswith('llama_index.core')))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[1])
-    assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr

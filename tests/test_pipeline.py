@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from assistant import Answer, Assistant, InvalidQuestionError
+from assistant import Answer, Assistant, IndexProblemError, InvalidQuestionError, Settings
 from assistant.answering.citations import REFUSAL
 
 NANOFLOW = "NanoFlow: Towards Optimal Large Language Model Serving Throughput"
@@ -65,11 +68,25 @@ def test_to_dict_has_the_contract_shape(assistant: Assistant) -> None:
     assert {"retrieval", "answer", "total"} <= set(data["timings_ms"])
 
 
-def test_stream_yields_text_then_the_final_answer(assistant: Assistant) -> None:
-    items = list(assistant.stream("How does ShadowKV cut KV-cache memory?"))
-    assert isinstance(items[-1], Answer)
-    assert all(isinstance(i, str) for i in items[:-1])
-    assert "".join(items[:-1]).strip() == items[-1].text
+def test_stream_yields_text_deltas_and_keeps_the_final_answer(assistant: Assistant) -> None:
+    stream = assistant.stream("How does ShadowKV cut KV-cache memory?")
+    deltas = list(stream)
+    assert deltas and all(isinstance(d, str) for d in deltas)
+    assert isinstance(stream.answer, Answer)
+    assert "".join(deltas).strip() == stream.text.strip() == stream.answer.text
+    assert list(stream) == [], "a drained stream yields nothing more"
+
+
+def test_answer_reads_the_stream_to_its_end(assistant: Assistant) -> None:
+    stream = assistant.stream("How does ShadowKV cut KV-cache memory?")
+    assert stream.answer.citations and stream.text, "reading .answer first drains the deltas"
+
+
+def test_a_question_never_builds_the_index(tmp_path: Path) -> None:
+    fresh = Assistant(Settings.from_env(env={}, index_dir=tmp_path / "index"))
+    with pytest.raises(IndexProblemError, match="build it with `assistant index`"):
+        fresh.answer("How does ShadowKV cut KV-cache memory?")
+    assert not fresh.index.store.exists(), "nothing was built"
 
 
 @pytest.mark.parametrize("question", ["", "   \n\t ", "x" * 5000, "?!?!", "\x00\x01\x02"])
@@ -94,3 +111,12 @@ def test_answering_opens_no_network_connection(assistant: Assistant, monkeypatch
     monkeypatch.setattr(socket.socket, "connect", real_connect)
     assert not answer.refused and answer.citations
     assert attempts == []
+
+
+def test_answering_does_not_load_llama_index() -> None:
+    """llama-index costs ~1.4 s to import; only indexing needs it."""
+    code = ("import sys, assistant.pipeline, assistant.cli; "
+            "print(sorted(m for m in sys.modules if m.startswith('llama_index.core')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr

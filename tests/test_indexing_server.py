@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from assistant import Assistant, Settings
 from assistant.errors import IndexProblemError
-from assistant.indexing.build import build_index, open_store, usable_while_written
 from assistant.indexing.embedding import CachedEncoder, MiniLMEncoder
+from assistant.indexing.index import PaperIndex
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTRA_TITLE = "Tidal Attention: Routing Tokens by Lunar Phase for Long-Context Language Models"
@@ -33,40 +30,12 @@ EXTRA_PAPERS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _chroma_executable() -> str:
-    path = Path(sys.executable).with_name("chroma")
-    assert path.exists(), f"the chromadb wheel's `chroma` command is missing next to {sys.executable}"
-    return str(path)
-
-
 @pytest.fixture(scope="module")
-def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def chroma_url(chroma_servers: Callable) -> Iterator[str]:
     """A real Chroma server with its own data folder; stopped when the module's tests are done."""
-    port = _free_port()
-    data = tmp_path_factory.mktemp("chroma-server")
-    with open(data / "server.log", "w") as log:
-        server = subprocess.Popen([_chroma_executable(), "run", "--path", str(data / "db"), "--host", "127.0.0.1",
-                                   "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=1):
-                        break
-                except OSError:
-                    assert server.poll() is None, (data / "server.log").read_text()
-                    assert time.monotonic() < deadline, "the Chroma server did not start within 60 s"
-                    time.sleep(0.2)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    server = chroma_servers()
+    yield server.url
+    server.kill()
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +48,10 @@ def server_build(server_settings: Settings, settings: Settings, first_build) -> 
     """Index the bundled corpus into the server. The vectors the session's embedded build already
     computed with the same model are handed to the encoder, so they are not computed twice."""
     encoder = CachedEncoder(MiniLMEncoder())
-    stored = open_store(settings).collection.get(include=["documents", "metadatas", "embeddings"])
+    stored = PaperIndex(settings).store.collection.get(include=["documents", "metadatas", "embeddings"])
     encoder.remember([f"{m['title']}\n{d}" for d, m in zip(stored["documents"], stored["metadatas"])],
                      stored["embeddings"])
-    report = build_index(server_settings, progress=False, encoder=encoder)
+    report = PaperIndex(server_settings, encoder).build(progress=False)
     assert report.added == first_build.chunks
 
 
@@ -92,7 +61,7 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.Popen:
 
 
 def test_index_and_answer_through_the_server(server_settings: Settings, server_build: None, first_build) -> None:
-    store = open_store(server_settings)
+    store = PaperIndex(server_settings).store
     assert store.count() == first_build.chunks
     assert store.mismatch() is None
     assert not (Path(server_settings.index_dir) / "chroma.sqlite3").exists(), "vectors must live on the server"
@@ -100,17 +69,17 @@ def test_index_and_answer_through_the_server(server_settings: Settings, server_b
     result = assistant.answer("How does ShadowKV reduce the memory of the KV cache?")
     assert not result.refused
     assert any("ShadowKV" in c.title for c in result.citations)
-    again = build_index(server_settings, progress=False)
+    again = PaperIndex(server_settings).build(progress=False)
     assert (again.added, again.removed, again.unchanged) == (0, 0, first_build.chunks)
 
 
 def test_processes_share_one_server(server_settings: Settings, server_build: None, first_build,
-                                    tmp_path: Path) -> None:
+                                    tmp_path: Path, cli_env: Callable) -> None:
     """Two answering processes and an indexing run (adding papers) at once, on one server."""
     extra = tmp_path / "extra.jsonl"
     extra.write_text("".join(json.dumps(p) + "\n" for p in EXTRA_PAPERS))
-    env = {**os.environ, "ASSISTANT_CHROMA_URL": server_settings.chroma_url,
-           "ASSISTANT_INDEX_DIR": str(server_settings.index_dir), "PYTHONPATH": str(ROOT)}
+    env = cli_env(ASSISTANT_CHROMA_URL=str(server_settings.chroma_url),
+                  ASSISTANT_INDEX_DIR=str(server_settings.index_dir))
     questions = ["How does ShadowKV reduce the memory of the KV cache?",
                  "Which optimizer found by program search uses only momentum and the sign operation?"]
     procs = [_cli(env, "index", "--quiet", str(extra))] + [_cli(env, "ask", q, "--json") for q in questions]
@@ -121,7 +90,7 @@ def test_processes_share_one_server(server_settings: Settings, server_build: Non
     answers = [json.loads(out) for out, _ in outputs[1:]]
     assert all(a["backend"] == "extractive" and a["sources"] for a in answers)
     assert any("ShadowKV" in s["title"] for s in answers[0]["sources"])
-    store = open_store(server_settings)
+    store = PaperIndex(server_settings).store
     assert store.count() == first_build.chunks + 2
     assert store.lease_holder() is None, "the indexing run must give its lease back"
     result = Assistant(server_settings).answer("Which attention mechanism routes tokens by a lunar-phase schedule?")
@@ -129,18 +98,18 @@ def test_processes_share_one_server(server_settings: Settings, server_build: Non
 
 
 def test_a_second_writer_is_refused_while_the_lease_is_held(server_settings: Settings, server_build: None) -> None:
-    store = open_store(server_settings)
-    assert store.acquire_lease("other-host:4242") is None
+    index = PaperIndex(server_settings)
+    assert index.store.acquire_lease("other-host:4242") is None
     try:
         with pytest.raises(IndexProblemError, match="other-host:4242"):
-            build_index(server_settings, progress=False)
-        assert usable_while_written(server_settings, store), "readers keep answering from the stored chunks"
+            PaperIndex(server_settings).build(progress=False)
+        assert index.usable_while_written(), "readers keep answering from the stored chunks"
     finally:
-        store.release_lease()
-    assert not usable_while_written(server_settings, store)
+        index.store.release_lease()
+    assert not index.usable_while_written()
 
 
-def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
-    settings = Settings.from_env(env={}, index_dir=tmp_path, chroma_url=f"http://127.0.0.1:{_free_port()}")
+def test_unreachable_server_is_a_clear_error(tmp_path: Path, free_port: Callable[[], int]) -> None:
+    settings = Settings.from_env(env={}, index_dir=tmp_path, chroma_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(IndexProblemError, match="cannot reach the Chroma server"):
         Assistant(settings).answer("What is Mamba?")

@@ -33,7 +33,7 @@ def test_every_mode_returns_distinct_papers_with_scores(assistant: Assistant, mo
     assert len(sources) == 8
     assert len({s.paper_id for s in sources}) == 8
     assert [s.n for s in sources] == list(range(1, 9))
-    assert all(s.text and 0 < s.metadata["dense"] <= 1 for s in sources)
+    assert all(s.text and 0 < s.dense <= 1 for s in sources)
 
 
 def test_grouping_keeps_one_paper_from_crowding_out_others(assistant: Assistant) -> None:

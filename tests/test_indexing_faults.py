@@ -12,21 +12,23 @@ import re
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from assistant import Assistant, IndexProblemError, Paper, Settings, cli
 from assistant.corpus.parse import load_corpus
 from assistant.indexing import store as store_module
-from assistant.indexing.build import EMBED_BATCH, INCOMPLETE, _fingerprint, build_index, index_lock, open_store
+from assistant.indexing.build import EMBED_BATCH, _fingerprint
 from assistant.indexing.chunking import chunk_papers
+from assistant.indexing.index import PaperIndex
 from assistant.indexing.repair import segment_folders
+from assistant.indexing.store import INCOMPLETE
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "How does ShadowKV cut KV-cache memory?"
@@ -40,11 +42,6 @@ def write_jsonl(path: Path, papers: list[Paper]) -> Path:
 def own_settings(index_dir: Path, **changes: object) -> Settings:
     """Settings for an index of our own files only, ignoring the caller's environment."""
     return Settings.from_env(env={}, index_dir=index_dir, include_bundled=False, **changes)
-
-
-def cli_env(index_dir: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "ASSISTANT_INDEX_DIR": str(index_dir),
-            "ASSISTANT_INCLUDE_BUNDLED": "0"}
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +71,12 @@ def progress_until(proc: subprocess.Popen[bytes], at_least: int, timeout_s: floa
     raise AssertionError(f"no progress to {at_least} chunks: {seen.decode(errors='replace')[-2000:]}")
 
 
-def test_killed_index_run_resumes_to_a_complete_duplicate_free_index(tmp_path: Path,
+def test_killed_index_run_resumes_to_a_complete_duplicate_free_index(tmp_path: Path, cli_env: Callable,
                                                                      bundled_papers: list[Paper]) -> None:
     corpus = write_jsonl(tmp_path / "papers.jsonl", bundled_papers[:80])
     index = tmp_path / "index"
-    proc = subprocess.Popen([sys.executable, "-m", "assistant", "index", str(corpus)], env=cli_env(index),
+    env = cli_env(ASSISTANT_INDEX_DIR=str(index), ASSISTANT_INCLUDE_BUNDLED="0")
+    proc = subprocess.Popen([sys.executable, "-m", "assistant", "index", str(corpus)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
     try:
         written, total = progress_until(proc, EMBED_BATCH)
@@ -86,39 +84,41 @@ def test_killed_index_run_resumes_to_a_complete_duplicate_free_index(tmp_path: P
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     settings = own_settings(index)
-    store = open_store(settings)
+    store = PaperIndex(settings).store
     kept = store.count()
     assert store.fingerprint() == INCOMPLETE and written <= kept < total
 
-    report = build_index(settings, progress=False)  # no path: the killed run remembered its source
+    report = PaperIndex(settings).build(progress=False)  # no path: the killed run remembered its source
 
     expected = chunk_papers(load_corpus([corpus], include_bundled=False).papers,
                             settings.chunk_size, settings.chunk_overlap)
     assert (report.chunks, report.unchanged, report.added) == (total, kept, total - kept) and not report.problems
-    store = open_store(settings)
+    store = PaperIndex(settings).store
     ids = store.collection.get(include=[])["ids"]
     assert store.count() == len(ids) == len(set(ids)) == len(expected)
     assert set(ids) == {c.chunk_id for c in expected}
     assert store.fingerprint() == _fingerprint(expected)
     assistant = Assistant(settings)
-    assert assistant.index_ready()
+    assert assistant.index.ready()
     title = bundled_papers[70].title
     assert top_title(assistant.answer(f"What does {title} propose?")) == title
 
 
-def test_second_index_run_is_refused_while_one_is_writing(tmp_path: Path, small_corpus: Path) -> None:
+def test_second_index_run_is_refused_while_one_is_writing(tmp_path: Path, small_corpus: Path,
+                                                          cli_env: Callable) -> None:
     index = tmp_path / "index"
     settings = own_settings(index)
-    with index_lock(settings):
-        done = subprocess.run([sys.executable, "-m", "assistant", "index", str(small_corpus)], env=cli_env(index),
+    with PaperIndex(settings).lock():
+        env = cli_env(ASSISTANT_INDEX_DIR=str(index), ASSISTANT_INCLUDE_BUNDLED="0")
+        done = subprocess.run([sys.executable, "-m", "assistant", "index", str(small_corpus)], env=env,
                               capture_output=True, text=True, timeout=300, cwd=tmp_path)
         with pytest.raises(IndexProblemError, match="another `assistant index` run is writing"):
-            build_index(settings, [small_corpus], progress=False)
+            PaperIndex(settings).build([small_corpus], progress=False)
         with pytest.raises(IndexProblemError, match="another `assistant index` run is writing"):
-            Assistant(settings).ensure_index(progress=False)  # `ask` on a missing index builds it
+            Assistant(settings).ensure_index(progress=False)  # as `ask` does on a missing index
     assert (done.returncode, done.stdout) == (cli.EXIT_FAILURE, "")
     assert done.stderr == f"error: another `assistant index` run is writing to {index}; wait for it to finish\n"
-    with index_lock(settings):
+    with PaperIndex(settings).lock():
         pass  # released
 
 
@@ -162,7 +162,7 @@ def test_damaged_index_is_named_at_start_and_rebuild_repairs_it(
         # Chroma keeps recent vectors in its log until its HNSW segment is next persisted, and
         # rebuilds a missing segment from that log: then nothing was lost and the answer is whole.
         assert kind == "vector segment deleted"
-        assert open_store(settings).count() == open_store(own_settings(index_dir)).count()
+        assert PaperIndex(settings).store.count() == PaperIndex(own_settings(index_dir)).store.count()
         assert answer.citations and not answer.refused
 
     assert cli.main(["index", "--rebuild", "--quiet", "--index-dir", str(folder), str(small_corpus)]) == 0
@@ -174,58 +174,12 @@ def test_damaged_index_is_named_at_start_and_rebuild_repairs_it(
 
 
 # -- a Chroma server that dies or hangs -----------------------------------------------------------
-class ChromaServer:
-    """`chroma run` on a free port, which the test can kill, restart, pause and resume."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        chroma = Path(sys.executable).parent / "chroma"
-        self.proc = subprocess.Popen([str(chroma), "run", "--path", str(self.path), "--host", "127.0.0.1",
-                                      "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                assert self.proc.poll() is None, "chroma run exited"
-                time.sleep(0.1)
-        raise AssertionError("chroma run did not start listening")
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def signal(self, number: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(number)
-
-
-@pytest.fixture
-def chroma_server(tmp_path: Path) -> Iterator[ChromaServer]:
-    server = ChromaServer(tmp_path / "chroma")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
 def test_chroma_server_fault_mid_session_then_the_same_assistant_answers(
-        chroma_server: ChromaServer, tmp_path: Path, small_corpus: Path, bundled_papers: list[Paper],
+        chroma_server: Any, tmp_path: Path, small_corpus: Path, bundled_papers: list[Paper],
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store_module, "SERVER_TIMEOUT_S", 3.0)
     settings = own_settings(tmp_path / "local", chroma_url=chroma_server.url)
-    build_index(settings, [small_corpus], progress=False)
+    PaperIndex(settings).build([small_corpus], progress=False)
     assistant = Assistant(settings)
     title = bundled_papers[0].title
     question = f"What does {title} propose?"

@@ -5,8 +5,6 @@ the reply (citations, refusals, warnings) and the one-line errors when the endpo
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import threading
@@ -26,46 +24,27 @@ QUESTION = "How does ShadowKV cut KV-cache memory?"
 PROTOCOLS = ["openai", "ollama"]
 
 
-def free_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def first_sentence(text: str) -> str:
     return text.split(". ")[0].rstrip(".")
 
 
 @pytest.fixture(scope="module")
-def llm(settings: Settings, first_build: object) -> Assistant:
-    """An Assistant over the session index; each test points its settings at a fake server."""
-    return Assistant(settings)
-
-
-@pytest.fixture(scope="module")
-def sources(llm: Assistant) -> list:
+def sources(assistant: Assistant) -> list:
     """What retrieval finds for QUESTION: scripted replies quote and cite these."""
-    return llm.retrieve(QUESTION)
-
-
-def backend_settings(protocol: str, url: str) -> dict[str, object]:
-    """Settings that point `protocol` at a server on `url`."""
-    if protocol == "openai":
-        return {"backend": "openai", "openai_base_url": url + "/v1", "openai_model": "test-model"}
-    return {"backend": "ollama", "ollama_host": url, "ollama_model": "test-model"}
+    return assistant.retrieve(QUESTION)
 
 
 class Fake:
-    """A running fake server plus the way to ask the Assistant through it."""
+    """A running fake server plus the way to ask an Assistant through it."""
 
-    def __init__(self, protocol: str, server: FakeLLMServer, llm: Assistant, base: Settings) -> None:
-        self.protocol, self.server, self.llm, self.base = protocol, server, llm, base
+    def __init__(self, protocol: str, server: FakeLLMServer, base: Assistant,
+                 llm_settings: Callable[[str, str], dict[str, object]]) -> None:
+        self.protocol, self.server, self.base, self.llm_settings = protocol, server, base, llm_settings
 
     def configure(self, **changes: object) -> Assistant:
-        values = {"llm_timeout_s": 5.0, "llm_max_retries": 2, **backend_settings(self.protocol, self.server.url)}
-        self.llm.settings = self.base.with_(**{**values, **changes})
-        return self.llm
+        """An Assistant (sharing the session one's model) whose settings point at this server."""
+        values = {"llm_timeout_s": 5.0, "llm_max_retries": 2, **self.llm_settings(self.protocol, self.server.url)}
+        return self.base.with_settings(self.base.settings.with_(**{**values, **changes}))
 
     def ask(self, *replies: Reply, question: str = QUESTION, **changes: object) -> Answer:
         self.server.script(*replies)
@@ -82,18 +61,15 @@ class Fake:
 
 
 @pytest.fixture(params=PROTOCOLS)
-def fake(request: pytest.FixtureRequest, llm: Assistant, settings: Settings,
-         monkeypatch: pytest.MonkeyPatch) -> Iterator[Fake]:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+def fake(request: pytest.FixtureRequest, assistant: Assistant, llm_settings: Callable) -> Iterator[Fake]:
     with FakeLLMServer(request.param) as server:
-        yield Fake(request.param, server, llm, settings)
+        yield Fake(request.param, server, assistant, llm_settings)
 
 
 @pytest.fixture
-def openai_fake(llm: Assistant, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fake]:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+def openai_fake(assistant: Assistant, llm_settings: Callable) -> Iterator[Fake]:
     with FakeLLMServer("openai") as server:
-        yield Fake("openai", server, llm, settings)
+        yield Fake("openai", server, assistant, llm_settings)
 
 
 def assert_one_line_error(exc: pytest.ExceptionInfo[BackendError], *parts: str) -> None:
@@ -132,14 +108,15 @@ def test_cited_answer_and_the_request_sent(fake: Fake, sources: list, stream: bo
 def test_deltas_arrive_before_the_reply_is_complete(fake: Fake) -> None:
     gate = threading.Event()
     fake.server.script(Reply("ShadowKV stores a low-rank key cache [1].", gate=gate))
-    items = fake.configure().stream(QUESTION)
-    first = next(items)
+    stream = fake.configure().stream(QUESTION)
+    deltas = iter(stream)
+    first = next(deltas)
     # The server holds the rest of the reply until the gate opens: the first delta came early.
     assert first == "ShadowKV" and fake.server.finished == 0
     gate.set()
-    rest = list(items)
-    assert "".join([first, *rest[:-1]]) == "ShadowKV stores a low-rank key cache [1]."
-    assert isinstance(rest[-1], Answer) and rest[-1].citations[0].n == 1
+    rest = list(deltas)
+    assert "".join([first, *rest]) == stream.text == "ShadowKV stores a low-rank key cache [1]."
+    assert stream.answer.citations[0].n == 1
 
 
 def test_out_of_range_markers_are_dropped_and_counted(fake: Fake, sources: list) -> None:
@@ -245,10 +222,9 @@ def test_empty_completion_is_an_error(fake: Fake, stream: bool) -> None:
     assert_one_line_error(exc, fake.endpoint, "returned an empty answer")
 
 
-def test_endpoint_down(fake: Fake) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    changes = backend_settings(fake.protocol, url)
+def test_endpoint_down(fake: Fake, free_port: Callable[[], int]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    changes = fake.llm_settings(fake.protocol, url)
     with pytest.raises(BackendError) as exc:
         fake.ask(Reply("unused"), **changes)
     assert_one_line_error(exc, "cannot reach", url)
@@ -262,26 +238,23 @@ def test_reply_of_the_wrong_shape(fake: Fake, stream: bool) -> None:
                           else "not a chat response")
 
 
-def test_openai_unauthorised_names_the_key(openai_fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong")
+def test_openai_unauthorised_names_the_key(openai_fake: Fake) -> None:
     with pytest.raises(BackendError) as exc:
-        openai_fake.ask(Reply(status=401, error="Incorrect API key provided"))
+        openai_fake.ask(Reply(status=401, error="Incorrect API key provided"), openai_api_key="sk-wrong")
     assert_one_line_error(exc, "HTTP 401", "Incorrect API key provided", "check OPENAI_API_KEY")
     assert openai_fake.request.headers["authorization"] == "Bearer sk-wrong"
 
 
-def test_openai_without_key_or_url_is_refused_up_front(llm: Assistant, settings: Settings,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    llm.settings = settings.with_(backend="openai")
+def test_openai_without_key_or_url_is_refused_up_front(assistant: Assistant, settings: Settings) -> None:
+    llm = assistant.with_settings(settings.with_(backend="openai"))
     with pytest.raises(BackendError) as exc:
         llm.answer(QUESTION)
     assert_one_line_error(exc, "OPENAI_API_KEY", "OPENAI_BASE_URL")
 
 
-def test_ollama_missing_model_suggests_pull(llm: Assistant, settings: Settings) -> None:
+def test_ollama_missing_model_suggests_pull(assistant: Assistant, llm_settings: Callable) -> None:
     with FakeLLMServer("ollama") as server:
-        fake = Fake("ollama", server, llm, settings)
+        fake = Fake("ollama", server, assistant, llm_settings)
         with pytest.raises(BackendError) as exc:
             fake.ask(Reply(status=404, error='model "test-model" not found, try pulling it first'))
     assert_one_line_error(exc, "HTTP 404", "ollama pull test-model")
@@ -292,11 +265,8 @@ def test_auto_picks_the_configured_llm(openai_fake: Fake) -> None:
     assert answer.backend == "openai" and len(openai_fake.server.requests) == 1
 
 
-def test_auto_without_llm_config_is_extractive(llm: Assistant, settings: Settings,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    llm.settings = settings.with_(backend="auto")
-    assert llm.answer(QUESTION).backend == "extractive"
+def test_auto_without_llm_config_is_extractive(assistant: Assistant, settings: Settings) -> None:
+    assert assistant.with_settings(settings.with_(backend="auto")).answer(QUESTION).backend == "extractive"
 
 
 # -- context window ----------------------------------------------------------------------------
@@ -378,20 +348,45 @@ def test_stream_flag_from_the_environment() -> None:
         Settings.from_env(env={"ASSISTANT_LLM_STREAM": "maybe"})
 
 
+# -- endpoint faults, then recovery ------------------------------------------------------------
+@pytest.mark.parametrize("protocol", ["openai", "ollama"])
+def test_llm_faults_are_one_line_errors_and_the_same_assistant_recovers(
+        settings: Settings, first_build: object, protocol: str, free_port: Callable[[], int],
+        llm_settings: Callable) -> None:
+    port = free_port()
+    llm = Assistant(settings.with_(**llm_settings(protocol, f"http://127.0.0.1:{port}"),
+                                   llm_timeout_s=1.0, llm_max_retries=0))
+    first = llm.retrieve(QUESTION)[0]
+
+    def fails(*words: str) -> None:
+        with pytest.raises(BackendError) as exc:
+            llm.answer(QUESTION)
+        message = str(exc.value)
+        assert "\n" not in message and all(w in message for w in words), message
+
+    fails("cannot reach", str(port))                                   # endpoint down
+    with FakeLLMServer(protocol, port=port) as server:                 # ... and then up
+        for reply, words in [(Reply("late [1].", delay=3.0), ("did not answer within 1 s",)),
+                             (Reply("x", malformed=True), ()),
+                             (Reply(body={"unexpected": ["shape"]}), ()),
+                             (Reply(status=500, error="internal error"), ("HTTP 500",))]:
+            server.script(reply)
+            fails(*words)
+        server.script(Reply(f"{first.title} is the paper to read [1]."))
+        answer = llm.answer(QUESTION)
+    assert answer.backend == protocol and not answer.refused
+    assert [c.title for c in answer.citations] == [first.title]
+
+
 # -- CLI ----------------------------------------------------------------------------------------
-def run_cli(args: list[str], env_changes: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ASSISTANT_", "OPENAI_", "OLLAMA_"))}
-    env.update(PYTHONPATH=str(ROOT), **env_changes)
-    return subprocess.run([sys.executable, "-m", "assistant", *args], env=env, capture_output=True,
-                          text=True, timeout=300, cwd=ROOT)
-
-
 @pytest.fixture
-def cli(index_dir: Path, first_build: object) -> Callable[[dict[str, str]], subprocess.CompletedProcess[str]]:
-    def run(env_changes: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        return run_cli(["ask", QUESTION, "--backend", "openai", "--json"],
-                       {"ASSISTANT_INDEX_DIR": str(index_dir), **env_changes})
+def cli(index_dir: Path, first_build: object,
+        cli_env: Callable[..., dict[str, str]]) -> Callable[[dict[str, str]], subprocess.CompletedProcess[str]]:
+    """`assistant ask QUESTION --backend openai --json` in a subprocess with these variables set."""
+    def run(variables: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "assistant", "ask", QUESTION, "--backend", "openai", "--json"],
+                              env=cli_env(ASSISTANT_INDEX_DIR=str(index_dir), **variables), capture_output=True,
+                              text=True, timeout=300, cwd=ROOT)
     return run
 
 
@@ -409,7 +404,7 @@ def test_cli_ask_openai_json(cli: Callable, sources: list) -> None:
     assert server.requests[0].headers["authorization"] == "Bearer sk-test"
 
 
-def test_cli_endpoint_down_exits_with_one_line(cli: Callable) -> None:
+def test_cli_endpoint_down_exits_with_one_line(cli: Callable, free_port: Callable[[], int]) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
     done = cli({"OPENAI_BASE_URL": url})
     assert done.returncode == 1 and done.stdout == ""
