@@ -54,7 +54,7 @@ def test_the_length_limit_is_named_and_applies_to_the_cleaned_text(assistant: As
 
 
 @pytest.mark.parametrize(("question", "cited"), [
-    ("ShadowKVはKVキャッシュのメモリをどう減らすのか?", None),  # no English words to match: refused
+    ("ShadowKVはKVキャッシュのメモリをどう減らすのか?", "ShadowKV"),  # the system's name carries it
     ("¿Cómo reduce ShadowKV la memoria de la caché KV?", "ShadowKV"),  # the name and "KV" carry it
     ("Что такое пингвин?", None),
 ], ids=["japanese", "spanish", "russian"])

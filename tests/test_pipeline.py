@@ -107,7 +107,7 @@ def test_answering_opens_no_network_connection(assistant: Assistant, monkeypatch
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
     fresh = Assistant(assistant.settings)
-    answer = fresh.answer("Which papers shrink the KV cache for long-context decoding, and by how much?")
+    answer = fresh.answer("How does ShadowKV cut KV-cache memory?")
     monkeypatch.setattr(socket.socket, "connect", real_connect)
     assert not answer.refused and answer.citations
     assert attempts == []
