@@ -112,3 +112,10 @@ def system_name(title: str) -> str | None:
     """The name a title gives its method ("ShadowKV: KV Cache in ..." -> "ShadowKV"), if any."""
     head, sep, _ = title.partition(":")
     return head.strip() if sep and 0 < len(head.split()) <= 3 else None
+
+
+def names_system_of(question: str, title: str) -> bool:
+    """Whether the question names the system a title is about ("What is TransMLA?" and
+    "TransMLA: Multi-head Latent Attention …")."""
+    name = system_name(title)
+    return name is not None and set(name.casefold().split()) <= set(named_things(question))

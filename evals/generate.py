@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from assistant.corpus.parse import load_corpus, normalize_title  # noqa: E402
 from assistant.models import Paper  # noqa: E402
-from assistant.text import numbers, split_sentences  # noqa: E402
+from assistant.text import numbers, split_sentences, system_name  # noqa: E402
 
 OUT = HERE / "generated"
 SPLITS = ("train", "dev", "test")
@@ -99,16 +99,17 @@ _MEASURE_NOUNS = frozenset("throughput accuracy cost costs latency memory speed 
                            "requests perplexity error bandwidth power".split())
 
 
-def system_name(title: str) -> str | None:
-    """The system a title names ("ShadowKV: KV Cache in Shadows…" → "ShadowKV"), or None for a phrase."""
-    head, sep, _ = title.partition(":")
-    words = head.split()
-    if not sep or not 1 <= len(words) <= 3 or any(_PHRASE_WORD.match(w) for w in words):
+def named_system(title: str) -> str | None:
+    """The system a title names ("ShadowKV: KV Cache in Shadows…" → "ShadowKV"); None when the
+    head before the colon is a phrase ("Hopping Too Late: …") rather than a name."""
+    name = system_name(title)
+    words = name.split() if name else []
+    if name is None or any(_PHRASE_WORD.match(w) for w in words):
         return None
     if len(words) == 1:
-        return head.strip()
+        return name
     looks_named = any(re.search(r"[A-Z].*[A-Z]|\d|[-+]", w[1:] if w[:1].isupper() else w) for w in words)
-    return head.strip() if looks_named else None
+    return name if looks_named else None
 
 
 def split_of(paper: Paper, test_gold: set[str], dev_gold: set[str]) -> str:
@@ -118,7 +119,7 @@ def split_of(paper: Paper, test_gold: set[str], dev_gold: set[str]) -> str:
         return "test"
     if key in dev_gold:
         return "dev"
-    bucket = int(hashlib.sha1(paper.paper_id.encode()).hexdigest(), 16) % 10
+    bucket = _hash(paper.paper_id) % 10
     return "train" if bucket < 8 else "dev" if bucket < 9 else "test"
 
 
@@ -144,7 +145,7 @@ def name_questions(paper: Paper, name: str) -> Iterator[tuple[str, list[str]]]:
 def topic_questions(paper: Paper) -> Iterator[tuple[str, list[str]]]:
     """The paper asked for by its title's topic (the subtitle when the title names a system)."""
     _, sep, tail = paper.title.partition(":")
-    topic = (tail if sep and system_name(paper.title) else paper.title).strip().rstrip("?.!")
+    topic = (tail if sep and named_system(paper.title) else paper.title).strip().rstrip("?.!")
     if len(topic.split()) < 3:
         return
     form = TOPIC_FORMS[_pick(TOPIC_FORMS, paper.paper_id)]
@@ -222,8 +223,13 @@ def perturbed(name: str, taken: str) -> str | None:
     return None
 
 
+def _hash(key: str) -> int:
+    """A stable hash (Python's own changes between runs): splits and choices stay the same."""
+    return int(hashlib.sha1(key.encode()).hexdigest(), 16)
+
+
 def _pick(seq: tuple | list, key: str) -> int:
-    return int(hashlib.sha1(key.encode()).hexdigest(), 16) % len(seq)
+    return _hash(key) % len(seq)
 
 
 def near_miss_questions(paper: Paper, name: str, taken: str) -> Iterator[str]:
@@ -255,7 +261,7 @@ def generate(papers: list[Paper], test_gold: set[str], dev_gold: set[str]) -> di
             add(split, "topic", "single", question, [paper.title], keywords)
         for question, keywords in describe_questions(paper):
             add(split, "describe", "single", question, [paper.title], keywords)
-        name = system_name(paper.title)
+        name = named_system(paper.title)
         if name is None:
             continue
         for question, keywords in name_questions(paper, name):
@@ -265,7 +271,7 @@ def generate(papers: list[Paper], test_gold: set[str], dev_gold: set[str]) -> di
         for question in near_miss_questions(paper, name, taken):
             add(split, "near-miss", "unanswerable", question, [], [])
     for question in OFF_TOPIC:
-        bucket = int(hashlib.sha1(question.encode()).hexdigest(), 16) % 10
+        bucket = _hash(question) % 10
         add("train" if bucket < 6 else "dev" if bucket < 8 else "test", "off-topic", "unanswerable", question, [], [])
     return out
 

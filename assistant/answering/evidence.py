@@ -37,6 +37,8 @@ BACKGROUND_PENALTY = 0.1
 FIGURE_BONUS = 0.2
 #: Sentences embedded per source: the best by lexical coverage (embedding is the slow part).
 PREFILTER_PER_SOURCE = 3
+#: Shorter sentences (headings, fragments) are never quoted.
+MIN_SENTENCE_WORDS = 5
 _CACHE_SIZE = 256
 
 _NUMERIC = re.compile(
@@ -135,8 +137,6 @@ FEATURES = {
 class Evidence:
     """What the assessor found for one question: scored sentences, features, confidence."""
 
-    question: str
-    sources: list[Source]
     candidates: list[Candidate]
     features: dict[str, float]
     confidence: float
@@ -196,7 +196,7 @@ class EvidenceAssessor:
         candidates, relevance = self.score_sentences(question, sources)
         values = self.features(question, sources, candidates)
         confidence = self.model.probability(values) if sources else 0.0
-        evidence = Evidence(question, sources, candidates, values, round(confidence, 4),
+        evidence = Evidence(candidates, values, round(confidence, 4),
                             bool(sources) and confidence >= self.model.threshold, relevance)
         with self._lock:
             self._cache[key] = evidence
@@ -204,12 +204,13 @@ class EvidenceAssessor:
                 self._cache.popitem(last=False)
         return evidence
 
+    def term_weights(self, question: str) -> dict[str, float]:
+        """The IDF of each content term of the question: what coverage shares are weighted by."""
+        return {t: self.idf(t) for t in set(terms(question))}
+
     def coverage(self, question: str, text: str) -> float:
         """IDF-weighted share of the question's content terms that `text` contains."""
-        weights = {t: self.idf(t) for t in set(terms(question))}
-        total = sum(weights.values()) or 1.0
-        present = set(terms(text))
-        return sum(w for t, w in weights.items() if t in present) / total
+        return _share(self.term_weights(question), set(terms(text)))
 
     def score_sentences(self, question: str, sources: list[Source]) -> tuple[list[Candidate], dict[int, float]]:
         """Candidate sentences, best first, and each source's best score.
@@ -219,15 +220,12 @@ class EvidenceAssessor:
         the best few sentences per source by term coverage are embedded.
         """
         candidates = [Candidate(src, rank, sentence) for rank, src in enumerate(sources)
-                      for sentence in split_sentences(src.text) if len(sentence.split()) >= 5]
+                      for sentence in split_sentences(src.text) if len(sentence.split()) >= MIN_SENTENCE_WORDS]
         if not candidates:
             return [], {}
-        q_terms = set(terms(question))
-        weights = {t: self.idf(t) for t in q_terms}
-        total = sum(weights.values()) or 1.0
+        weights = self.term_weights(question)
         for cand in candidates:
-            present = set(terms(cand.text)) | set(terms(cand.source.title))
-            cand.coverage = sum(w for t, w in weights.items() if t in present) / total
+            cand.coverage = _share(weights, set(terms(cand.text)) | set(terms(cand.source.title)))
         figure = wants_figure(question)
         candidates.sort(key=lambda c: -(c.coverage + (FIGURE_BONUS if figure and has_figure(c.text) else 0.0)))
         kept: dict[int, int] = {}
@@ -252,8 +250,9 @@ class EvidenceAssessor:
         """The feature values of `FEATURES` for one question."""
         if not sources:
             return dict.fromkeys(FEATURES, 0.0)
-        dense = [_dense(s) for s in sources]
-        cover = [self.coverage(question, f"{s.title} {s.text}") for s in sources]
+        dense = [s.dense for s in sources]
+        weights = self.term_weights(question)
+        cover = [_share(weights, set(terms(f"{s.title} {s.text}"))) for s in sources]
         names = named_things(question)
         name_terms = {t for n in names for t in terms(n)}
         rest = [t for t in set(terms(question)) if t not in name_terms and t not in _FRAME_TERMS]
@@ -283,5 +282,6 @@ class EvidenceAssessor:
         }
 
 
-def _dense(source: Source) -> float:
-    return float(source.dense)
+def _share(weights: dict[str, float], present: set[str]) -> float:
+    """The weighted share of the terms in `weights` that are `present`."""
+    return sum(w for t, w in weights.items() if t in present) / (sum(weights.values()) or 1.0)

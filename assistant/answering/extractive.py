@@ -14,23 +14,18 @@ Every quoted span is an exact substring of its source, so support stays measurab
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-
-import numpy as np
+from collections.abc import Iterator
 
 from ..models import Source
 from ..settings import Settings
-from ..text import named_things, numbers, split_sentences, system_name, terms
+from ..text import names_system_of, numbers, split_sentences, system_name, terms
 from .base import AnswerContext
 from .citations import REFUSAL
-from .evidence import Candidate, EvidenceAssessor, asked_terms, has_figure, wants_figure
-
-Encode = Callable[[list[str]], np.ndarray]
+from .evidence import MIN_SENTENCE_WORDS, Candidate, EvidenceAssessor, asked_terms, has_figure, wants_figure
 
 MULTI_RELATIVE = 0.65
 SECOND_RELATIVE = 0.75
 MAX_PAPERS = 6
-MIN_SUPPORT_WORDS = 5
 
 _REFERENCE = re.compile(r"\[\d+(?:\s*[,;–-]\s*\d+)*\]")
 _LIST = re.compile(r"\b(which|what|list|name|any)\b[^?]*\b(papers|works|methods|studies|approaches|systems)\b|"
@@ -86,8 +81,7 @@ class ExtractiveAnswerer:
         # Sentences that carry the page's own reference brackets ("MobileNetV2 [29]") would read as
         # citations of ours; a question naming the top paper's system is answered from that paper.
         candidates = [c for c in evidence.candidates if not _REFERENCE.search(c.text)] or evidence.candidates
-        top_name = system_name(sources[0].title)
-        if kind != "list" and top_name and set(top_name.casefold().split()) <= set(named_things(question)):
+        if kind != "list" and names_system_of(question, sources[0].title):
             candidates = [c for c in candidates if c.source.n == sources[0].n] or candidates
         asked = asked_terms(question)
         if asked:
@@ -127,7 +121,7 @@ def defining_clause(source: Source) -> tuple[str, str] | None:
 def intro_sentence(source: Source) -> str | None:
     """The sentence where a paper introduces its contribution ("We present X ..."), preferring
     one that uses the paper's short name."""
-    intros = [s for s in split_sentences(source.text) if _INTRO.search(s) and len(s.split()) >= MIN_SUPPORT_WORDS]
+    intros = [s for s in split_sentences(source.text) if _INTRO.search(s) and len(s.split()) >= MIN_SENTENCE_WORDS]
     name = system_name(source.title)
     named = [s for s in intros if name and name.casefold() in s.casefold()]
     found = named or intros

@@ -254,10 +254,15 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 CALIBRATION_BINS = 10
 
 
+def _rated(outcomes: Sequence[Outcome]) -> list[tuple[float, bool]]:
+    """(confidence, whether the evidence answers) of the outcomes that have both."""
+    return [(o.confidence, o.evidence_answers) for o in outcomes
+            if o.confidence is not None and o.evidence_answers is not None]
+
+
 def calibration_bins(outcomes: Sequence[Outcome], bins: int = CALIBRATION_BINS) -> list[dict[str, float]]:
     """Per equal-width confidence bin: count, mean confidence and share whose evidence answers."""
-    rated = [(o.confidence, bool(o.evidence_answers)) for o in outcomes
-             if o.confidence is not None and o.evidence_answers is not None]
+    rated = _rated(outcomes)
     out = []
     for i in range(bins):
         low, high = i / bins, (i + 1) / bins
@@ -280,8 +285,7 @@ def expected_calibration_error(outcomes: Sequence[Outcome]) -> float | None:
 
 def risk_coverage(outcomes: Sequence[Outcome]) -> list[tuple[float, float]]:
     """(coverage, risk) when answering only the most confident questions, for every cut-off."""
-    rated = sorted(((o.confidence, bool(o.evidence_answers)) for o in outcomes
-                    if o.confidence is not None and o.evidence_answers is not None), key=lambda t: -t[0])
+    rated = sorted(_rated(outcomes), key=lambda t: -t[0])
     points, wrong = [], 0
     for i, (_, answers) in enumerate(rated, start=1):
         wrong += not answers

@@ -13,7 +13,7 @@ import numpy as np
 from ..indexing.embedding import Encoder
 from ..indexing.index import PaperIndex
 from ..models import ScoredChunk
-from ..text import named_things, split_sentences, system_name
+from ..text import names_system_of, split_sentences
 from .dense import DenseRetriever
 from .keyword import KeywordRetriever
 
@@ -124,10 +124,8 @@ def fuse(query: str, vector: np.ndarray, retrievers: Sequence[tuple[ChunkRetriev
                 for retriever, _ in retrievers]
     for paper_id, score in reciprocal_rank_fusion(rankings, weights=[w for _, w in retrievers]).items():
         papers[paper_id].score = score
-    named = set(named_things(query))
     for paper in papers.values():
-        name = system_name(paper.title)
-        if name and set(name.casefold().split()) <= named:
+        if names_system_of(query, paper.title):
             paper.score += NAME_MATCH_BONUS
     return sorted(papers.values(), key=lambda p: -p.score)[:top_k]
 
