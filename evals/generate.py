@@ -23,6 +23,7 @@ Output: `evals/generated/{train,dev,test}.jsonl` in the eval-set format, plus a 
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import re
@@ -276,18 +277,20 @@ def generate(papers: list[Paper], test_gold: set[str], dev_gold: set[str]) -> di
     return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT, help=f"folder for the split files (default {OUT})")
+    out = parser.parse_args(argv).out
     papers = load_corpus().papers
     suites = generate(papers, _gold_titles(HERE / "test.jsonl"), _gold_titles(HERE / "dev.jsonl"))
-    OUT.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     for split, questions in suites.items():
-        path = OUT / f"{split}.jsonl"
+        path = out / f"{split}.jsonl"
         path.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in questions), encoding="utf-8")
         by_suite: dict[str, int] = {}
         for q in questions:
             by_suite[q["suite"]] = by_suite.get(q["suite"], 0) + 1
-        print(f"{path.relative_to(HERE.parent)}: {len(questions)} questions "
-              + ", ".join(f"{k} {v}" for k, v in sorted(by_suite.items())))
+        print(f"{path}: {len(questions)} questions " + ", ".join(f"{k} {v}" for k, v in sorted(by_suite.items())))
     return 0
 
 

@@ -1,0 +1,111 @@
+"""The extractive answerer and its evidence assessor on the real corpus and model: answers that lead
+with what was asked, quotes that stay verbatim, refusals decided by the confidence model."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from assistant import Answer, Assistant
+from assistant.answering.citations import MARKER, REFUSAL
+from assistant.answering.evidence import FEATURES, MODEL_FILE, ConfidenceModel
+from assistant.text import named_things, names_system_of
+
+ROOT = Path(__file__).resolve().parents[1]
+TRANSMLA = "TransMLA: Multi-head Latent Attention Is All You Need"
+MEDUSA = "Medusa: Simple LLM Inference Acceleration Framework with Multiple Decoding Heads"
+
+
+def _quoted_spans_are_verbatim(answer: Answer) -> None:
+    """Every sentence, minus our lead-in ('"Title" [n]:', 'NAME is', 'figure [n]:'), is in its source."""
+    by_n = {s.n: " ".join(s.text.split()) for s in answer.sources}
+    for sentence in answer.sentences:
+        assert sentence.cites, sentence.text
+        body = re.sub(r'^"[^"]+"\s*:?\s*', "", MARKER.sub("", sentence.text).strip()).rstrip(" .")
+        tails = [body, body.partition(":")[2].strip(), body.partition(" is ")[2].strip()]
+        assert any(len(t) > 20 and any(t in by_n[n] for n in sentence.cites) for t in tails), sentence.text
+
+
+@pytest.mark.parametrize("question", ["What does TransMLA do?", "transmla?", "tell me about TransMLA",
+                                      "how does transmla work"])
+def test_a_named_system_is_answered_from_its_paper(assistant: Assistant, question: str) -> None:
+    answer = assistant.answer(question)
+    assert not answer.refused and answer.grounded
+    assert {c.title for c in answer.citations} == {TRANSMLA}
+    assert answer.confidence >= ConfidenceModel.load().threshold
+    _quoted_spans_are_verbatim(answer)
+
+
+def test_what_is_x_leads_with_the_papers_own_definition(assistant: Assistant) -> None:
+    answer = assistant.answer("What is Medusa?")
+    first_line = answer.text.splitlines()[0]
+    assert first_line.startswith("Medusa is an efficient method that augments LLM inference")
+    assert first_line.endswith("[1].") and answer.citations[0].title == MEDUSA
+    _quoted_spans_are_verbatim(answer)
+
+
+def test_how_much_leads_with_the_figure_the_question_asks_about(assistant: Assistant) -> None:
+    answer = assistant.answer("How much does ShadowKV improve throughput?")
+    figure, _, quote = answer.text.partition(":")
+    assert "3.04" in figure and "6" not in figure  # the throughput figure, not the batch-size one
+    assert "3.04" in quote
+    _quoted_spans_are_verbatim(answer)
+
+
+def test_which_papers_gives_one_line_per_paper(assistant: Assistant) -> None:
+    answer = assistant.answer("Which papers accelerate LLM decoding with speculative decoding?")
+    lines = answer.text.splitlines()
+    assert len(lines) >= 2 and all(line.startswith("- ") for line in lines)
+    cited_per_line = [set(map(int, re.findall(r"\[(\d+)\]", line))) for line in lines]
+    assert all(len(c) == 1 for c in cited_per_line) and len(set.union(*cited_per_line)) == len(lines)
+
+
+@pytest.mark.parametrize("question", ["what does transmla-3 do", "What is ShadowKV-3?", "Quamba4?",
+                                      "What is a good sourdough recipe?"])
+def test_unknown_names_and_off_topic_are_refused_with_low_confidence(assistant: Assistant, question: str) -> None:
+    answer = assistant.answer(question)
+    assert answer.refused and answer.text == REFUSAL and not answer.grounded
+    assert answer.confidence < ConfidenceModel.load().threshold
+    assert answer.to_dict()["confidence"] == answer.confidence and answer.to_dict()["grounded"] is False
+
+
+def test_a_reference_bracket_of_the_page_is_not_quoted_as_a_citation(assistant: Assistant) -> None:
+    answer = assistant.stream("mnasnet latency on pixel phone")
+    raw = "".join(answer)
+    assert set(map(int, re.findall(r"\[(\d+)\]", raw))) <= {s.n for s in answer.answer.sources}
+
+
+def test_named_things_and_system_names() -> None:
+    assert named_things("what does lserve-3 do") == ["lserve-3"]
+    assert "shadowkv" in named_things("How does ShadowKV cut KV-cache memory?")
+    assert named_things("What is a good sourdough recipe?") == []
+    assert names_system_of("what is transmla", TRANSMLA)
+    assert not names_system_of("what is transmla-2", TRANSMLA)
+    assert not names_system_of("What is attention?", "Hopping Too Late: Exploring the Limitations of LLMs")
+
+
+def test_the_shipped_model_matches_the_features_it_was_fit_on() -> None:
+    stored = json.loads(MODEL_FILE.read_text(encoding="utf-8"))
+    assert [f["name"] for f in stored["features"]] == list(FEATURES)
+    model = ConfidenceModel.load()
+    assert len(model.weights) == len(model.mean) == len(model.scale) == len(FEATURES)
+    assert 0.0 < model.threshold < 1.0
+    assert stored["fit"]["dev_false_refusal"] <= stored["target_false_refusal"]
+
+
+def test_the_generated_suites_are_reproducible_and_split_by_paper(tmp_path: Path) -> None:
+    committed = {p.name: p.read_text(encoding="utf-8") for p in (ROOT / "evals" / "generated").glob("*.jsonl")}
+    subprocess.run([sys.executable, str(ROOT / "evals" / "generate.py"), "--out", str(tmp_path)], check=True,
+                   capture_output=True, cwd=ROOT)
+    regenerated = {p.name: p.read_text(encoding="utf-8") for p in tmp_path.glob("*.jsonl")}
+    assert regenerated == committed
+    gold = {split: {t for line in committed[f"{split}.jsonl"].splitlines() for t in json.loads(line)["gold_titles"]}
+            for split in ("train", "dev", "test")}
+    assert not gold["train"] & gold["dev"] and not gold["train"] & gold["test"] and not gold["dev"] & gold["test"]
+    suites = {json.loads(line)["suite"] for text in committed.values() for line in text.splitlines()}
+    assert suites == {"topic", "describe", "name", "numeric", "near-miss", "off-topic"}
