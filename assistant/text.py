@@ -95,6 +95,8 @@ def named_things(question: str) -> list[str]:
     names = []
     for i, word in enumerate(question.split()):
         bare = _EDGE.sub("", word)
+        if re.fullmatch(r"[A-Z]{2,}s", bare):  # "CNNs", "LLMs": the acronym is the name
+            bare = bare[:-1]
         if len(bare) < 2 or bare.casefold() in STOPWORDS:
             continue
         inner = bare[1:]

@@ -7,17 +7,21 @@ import json
 import pytest
 
 from assistant.answering.citations import REFUSAL
-from assistant.evals.gate import check_gate, load_thresholds, thresholds_from, write_thresholds
+from assistant.evals.gate import check_gate, default_keys, load_thresholds, thresholds_from, write_thresholds
 from assistant.evals.metrics import (
     Outcome,
     SentenceJudgement,
     aggregate,
+    calibration_bins,
     citation_precision,
     citation_recall,
+    evidence_answers,
+    expected_calibration_error,
     fabricated_citations,
     first_gold_rank,
     keyword_in,
     percentile,
+    risk_coverage,
     score,
     summarize,
 )
@@ -198,3 +202,43 @@ def test_thresholds_are_set_just_under_measured_figures(tmp_path) -> None:
     assert load_thresholds(path)["min"] == {"overall.retrieval.hit@5": 0.93}
     with pytest.raises(ValueError, match="no such thresholds file"):
         load_thresholds(tmp_path / "missing.json")
+
+
+# -- suites and calibration ----------------------------------------------------------------------
+def _rated(confidence: float, answers: bool, suite: str = "name", kind: str = "single") -> Outcome:
+    o = outcome(kind, gold=() if kind == "unanswerable" else (A,), text="An answer [1].", cited=(A,),
+                refused=kind == "unanswerable")
+    o.suite, o.confidence, o.evidence_answers = suite, confidence, answers
+    return o
+
+
+def test_calibration_error_and_risk_coverage() -> None:
+    perfect = [_rated(0.95, True)] * 19 + [_rated(0.95, False)] + [_rated(0.05, False)] * 19 + [_rated(0.05, True)]
+    assert expected_calibration_error(perfect) == 0.0
+    overconfident = [_rated(0.9, False)] * 10
+    assert expected_calibration_error(overconfident) == 0.9
+    points = risk_coverage([_rated(0.9, True), _rated(0.5, False), _rated(0.1, False)])
+    assert points == [(1 / 3, 0.0), (2 / 3, 0.5), (1.0, 2 / 3)]
+    bins = calibration_bins(perfect)
+    assert [b["n"] for b in bins] == [20, 20] and bins[1]["accuracy"] == 0.95
+
+
+def test_metrics_by_suite_and_suite_thresholds() -> None:
+    outcomes = [_rated(0.9, True, "name"), _rated(0.1, False, "near-miss", "unanswerable"), _rated(0.8, True)]
+    summary = summarize(outcomes, ("single", "unanswerable"))
+    assert list(summary["by_suite"]) == ["name", "near-miss"] and summary["by_suite"]["name"]["n"] == 2
+    assert summary["by_suite"]["near-miss"]["refusal"]["refusal_rate"] == 1.0
+    keys = default_keys(summary)
+    assert "by_suite.near-miss.refusal.refusal_rate" in keys["min"]
+    assert "by_suite.name.answers.strict_accuracy" in keys["min"] and "by_suite.name.calibration.ece" in keys["max"]
+    assert "by_kind.multi.retrieval.recall@10" not in keys["min"]  # not measured by this set: not gated
+    hand_written = summarize([outcome()], ("single",))
+    assert hand_written["by_suite"] == {}
+
+
+def test_evidence_answers_needs_the_top_paper_and_the_keywords() -> None:
+    sources = [Source(1, A, "a", "It reaches 3.04x throughput.", 1.0), Source(2, B, "b", "Other.", 0.5)]
+    assert evidence_answers(sources, [A], ["3.04x"])
+    assert not evidence_answers(sources, [A], ["6x"])
+    assert not evidence_answers(sources, [B], [])
+    assert not evidence_answers(sources, [], [])

@@ -91,10 +91,13 @@ def has_figure(sentence: str) -> bool:
                for n in numbers(sentence))
 
 
+_VERSIONED = re.compile(r"\d|\+")
+
+
 def _mentions(text: str, name: str) -> bool:
     """Whether `text` mentions `name`: as a whole word (case-folded) when the name carries a
     version (digits, '+'), else by its stemmed terms ("CNNs" ~ "CNN", "KV-cache" ~ "KV cache")."""
-    if re.search(r"\d|\+", name):
+    if _VERSIONED.search(name):
         return re.search(rf"(?<![\w+-]){re.escape(name)}(?![\w+]|-\w)", text.casefold()) is not None
     wanted = set(terms(name))
     return bool(wanted) and wanted <= set(terms(text))
@@ -124,6 +127,7 @@ FEATURES = {
                          "('problem', 'solve', 'work', ...); 1 when there are none",
     "named": "1 if the question names something (name-shaped word or the X of 'what is X')",
     "named_missing": "share of named things found in no retrieved paper (title or passage)",
+    "version_missing": "1 if a named thing with a version (digits or '+': 'ShadowKV-3') is in no retrieved paper",
     "named_in_top": "share of named things the top paper mentions",
     "asks_attribute": "1 if the question asks for an attribute ('how many annotators', 'which license')",
     "attribute_missing": "1 if it does and no retrieved sentence or title contains the asked word",
@@ -271,6 +275,7 @@ class EvidenceAssessor:
             "rest_coverage_top": self.coverage(" ".join(rest), top_text) if rest else 1.0,
             "named": float(bool(names)),
             "named_missing": (len(found) - sum(found)) / len(found) if found else 0.0,
+            "version_missing": float(any(not f and _VERSIONED.search(n) for n, f in zip(names, found))),
             "named_in_top": sum(_mentions(top_text, n) for n in names) / len(names) if names else 0.0,
             "asks_attribute": float(bool(asked)),
             "attribute_missing": float(bool(asked) and not any(

@@ -21,9 +21,13 @@ DEFAULT_MIN = (
     "overall.answers.citation_recall", "overall.answers.strict_accuracy", "overall.grounding.citation_recall",
     "overall.grounding.citation_precision", "overall.refusal.refusal_rate",
 )
-DEFAULT_MAX = ("overall.refusal.false_refusal_rate", "overall.grounding.uncited_sentences")
-ABOUT = ("Limits for `assistant eval --gate`: dotted paths into metrics.json. Re-set them from a run with "
-         "`assistant eval --set evals/test.jsonl --backend extractive --write-thresholds evals/thresholds.json` "
+DEFAULT_MAX = ("overall.refusal.false_refusal_rate", "overall.grounding.uncited_sentences", "overall.calibration.ece")
+#: Gated for every suite a set names (`by_suite.<suite>.…`), where the suite measures them.
+SUITE_MIN = ("answers.keyword_accuracy", "answers.strict_accuracy", "refusal.refusal_rate")
+SUITE_MAX = ("refusal.false_refusal_rate", "calibration.ece")
+ABOUT = ("Limits for `assistant eval --gate`: dotted paths into metrics.json. Re-set them from a run on the "
+         "split they gate, e.g. `assistant eval --set evals/test.jsonl --backend extractive --write-thresholds "
+         "evals/thresholds.json` (`evals/generated/test.jsonl` for `evals/thresholds-generated.json`) "
          f"(min = measured - {MARGIN}, max = measured + {MARGIN}, to 2 decimals; fabricated citations stay at max 0).")
 
 
@@ -73,10 +77,27 @@ def check_gate(metrics: dict[str, Any], limits: dict[str, dict[str, float]]) -> 
     return failures
 
 
+def default_keys(metrics: dict[str, Any]) -> dict[str, list[str]]:
+    """The metric paths a new thresholds file gates: the defaults this set measures, and the suite
+    metrics of every suite it names."""
+    suites = list(metrics.get("by_suite", {}))
+    keys = {"min": [*DEFAULT_MIN, *(f"by_suite.{s}.{m}" for s in suites for m in SUITE_MIN)],
+            "max": [*DEFAULT_MAX, *(f"by_suite.{s}.{m}" for s in suites for m in SUITE_MAX)]}
+    return {side: [k for k in paths if _measured(metrics, k)] for side, paths in keys.items()}
+
+
+def _measured(metrics: dict[str, Any], path: str) -> bool:
+    try:
+        return metric_value(metrics, path) is not None
+    except ValueError:
+        return False
+
+
 def thresholds_from(metrics: dict[str, Any], keys: dict[str, list[str]] | None = None,
                     margin: float = MARGIN) -> dict[str, Any]:
-    """Limits just under (min) or over (max) the measured figures, for the given metric paths."""
-    keys = keys or {"min": list(DEFAULT_MIN), "max": list(DEFAULT_MAX)}
+    """Limits just under (min) or over (max) the measured figures, for the given metric paths
+    (by default `default_keys`)."""
+    keys = keys or default_keys(metrics)
     out: dict[str, Any] = {"_about": ABOUT, "min": {}, "max": {}}
     for side in ("min", "max"):
         for path in keys.get(side, []):
