@@ -21,7 +21,7 @@ based new novel collection which whose does tell find list describe explain give
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*|\d+(?:[.,]\d+)*%?")
 #: Changes whenever `terms()` changes, so saved keyword indexes built with the old one are rebuilt.
 ANALYZER_ID = "words-v2/stopwords/snowball-en"
-_NUMBER = re.compile(r"(?<![A-Za-z])\d+(?:[.,]\d+)*(?:\s*(?:%|x|×|times)\b|%)?", re.I)
+_NUMBER = re.compile(r"(?<![A-Za-z])\d+(?:[.,]\d+)*(?:\s*(?:%|×|(?:x|times)\b)|%)?", re.I)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
 #: A question that is little more than a name: "What is X?", "tell me about X", "how does X work".
 _SUBJECT = re.compile(
@@ -66,8 +66,9 @@ def terms(text: str) -> list[str]:
 
 
 def numbers(text: str) -> set[str]:
-    """Numbers as written (e.g. '3.04', '6x', '45%'), normalised for comparison."""
-    return {re.sub(r"\s+", "", m.group()).lower().replace(",", "") for m in _NUMBER.finditer(text)}
+    """Numbers as written (e.g. '3.04', '6x', '45%'), normalised for comparison ('6×', '6 times' → '6x')."""
+    return {re.sub(r"\s+", "", m.group()).lower().replace(",", "").replace("×", "x").replace("times", "x")
+            for m in _NUMBER.finditer(text)}
 
 
 def split_sentences(text: str) -> list[str]:

@@ -21,14 +21,14 @@ ABSTRACT = ("We study retrieval for long documents and show that a small reranke
             "accuracy of a large one at a tenth of the cost.")
 
 
-def test_bundled_pages_parse_to_334_unique_papers() -> None:
+def test_bundled_pages_parse_to_333_unique_papers() -> None:
     result = load_corpus()
     assert result.files_read == 5
     assert result.entries == 392
-    assert len(result.papers) == 334
-    assert result.duplicates_merged == 392 - 334
+    assert len(result.papers) == 333
+    assert result.duplicates_merged == 392 - 333
     assert result.problems == []
-    assert len({p.paper_id for p in result.papers}) == 334
+    assert len({p.paper_id for p in result.papers}) == 333
 
 
 def test_page_metadata_and_provenance_are_kept() -> None:
@@ -75,7 +75,7 @@ def test_duplicates_across_files_merge_by_normalised_title(tmp_path: Path) -> No
         "title": "shadowkv:  KV Cache in Shadows for High-Throughput Long-Context LLM Inference",
         "abstract": "A different copy.", "venue": "somewhere"}) + "\n")
     result = load_corpus([tmp_path])
-    assert len(result.papers) == 334
+    assert len(result.papers) == 333
     merged = next(p for p in result.papers if normalize_title(p.title).startswith("shadowkv"))
     assert any("dup.jsonl" in prov for prov in merged.provenance)
     assert merged.metadata["venue"] == "somewhere"

@@ -1,5 +1,9 @@
 """Read papers from Daily Papers pages, JSONL and CSV files; merge duplicates by title.
 
+Titles and abstracts of every format go through `normalize.normalize_latex` (LaTeX residue such
+as "6times" or "MoE$^2$" → "6×", "MoE²"), so duplicates written both ways merge. When that changes
+a text, the original is kept in the paper's metadata as `raw_title` / `raw_abstract`.
+
 Every problem in an input (bad encoding, a broken line, a truncated page) becomes a
 `ParseProblem` naming the file and the line; the rest of the input is still read.
 """
@@ -24,6 +28,7 @@ from typing import Any
 
 from ..models import PROVENANCE_KEY, RESERVED_METADATA, Paper
 from ..text import without_control
+from .normalize import normalize_latex
 
 PAGE_SUFFIXES = {".txt", ".md", ".page"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
@@ -35,6 +40,8 @@ MAX_ABSTRACT_CHARS = 20_000
 MAX_FIELD_CHARS = 1000
 #: Extra JSONL/CSV fields kept as metadata: a plain name, not one the index uses itself.
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+#: Metadata keys holding a title or abstract as the input wrote it, before `normalize_latex`.
+RAW_KEYS = ("raw_title", "raw_abstract")
 _INT64 = 2**63
 
 _BOILERPLATE = {
@@ -118,7 +125,8 @@ def _merge(kept: Paper, dup: Paper) -> None:
         if prov not in kept.provenance:
             kept.provenance.append(prov)
     for key, value in dup.metadata.items():
-        kept.metadata.setdefault(key, value)
+        if key not in RAW_KEYS:  # they describe the duplicate's text, which is not kept
+            kept.metadata.setdefault(key, value)
 
 
 def is_indexable(path: str | Path) -> bool:
@@ -271,7 +279,12 @@ def _page_metadata(meta: re.Match[str]) -> dict[str, Any]:
 
 
 def _make_paper(title: str, abstract: str, metadata: dict[str, Any], provenance: str) -> Paper:
-    title, abstract = _plain_text(title), _plain_text(abstract)
+    raw_title, raw_abstract = _plain_text(title), _plain_text(abstract)
+    title, abstract = normalize_latex(raw_title) or raw_title, normalize_latex(raw_abstract) or raw_abstract
+    if title != raw_title:
+        metadata = {**metadata, "raw_title": raw_title}
+    if abstract != raw_abstract:
+        metadata = {**metadata, "raw_abstract": raw_abstract[:MAX_ABSTRACT_CHARS]}
     links = [u.rstrip(".,;:}") for u in _URL.findall(abstract)]
     if links:
         metadata = {**metadata, "links": links}
@@ -306,7 +319,8 @@ def _record_to_paper(record: dict[str, Any], source: str, where: str,
         plain = _plain_value(value)
         if plain == "":
             continue
-        if plain is None or not _FIELD_NAME.match(str(key)) or key in RESERVED_METADATA or key == PROVENANCE_KEY:
+        if plain is None or not _FIELD_NAME.match(str(key)) or key in RESERVED_METADATA or key in RAW_KEYS \
+                or key == PROVENANCE_KEY:
             ignored.append(repr(key))
         else:
             metadata[key] = plain

@@ -66,10 +66,14 @@ class IndexReport:
 
 
 def _flat_metadata(paper: Paper) -> dict[str, Any]:
-    """Paper metadata as Chroma-storable scalars (lists joined), plus provenance."""
+    """Paper metadata as Chroma-storable scalars (lists joined), plus provenance.
+
+    `raw_abstract` (the abstract before LaTeX clean-up) stays in the `Paper` only: copied into
+    every chunk it would store the whole abstract once more per chunk. `raw_title` is kept.
+    """
     out: dict[str, Any] = {}
     for key, value in paper.metadata.items():
-        if key in RESERVED_METADATA:
+        if key in RESERVED_METADATA or key == "raw_abstract":
             continue
         out[key] = " ".join(map(str, value)) if isinstance(value, list) else value
     out[PROVENANCE_KEY] = "; ".join(paper.provenance)

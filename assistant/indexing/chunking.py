@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .. import offline  # noqa: F401  (sets TIKTOKEN_CACHE_DIR before tiktoken loads)
+from ..corpus.normalize import NORMALIZER_VERSION
 from ..models import Chunk, Paper
 
 TOKENIZER_NAME = "cl100k_base"
@@ -31,8 +32,10 @@ def _splitter(chunk_size: int, chunk_overlap: int):
 
 
 def chunking_id(chunk_size: int, chunk_overlap: int) -> str:
-    """Identifies the chunking settings; stored with the index to detect a change."""
-    return f"sentence-splitter/{TOKENIZER_NAME}/size{chunk_size}/overlap{chunk_overlap}/title-prefix"
+    """Identifies the chunking settings and the text normaliser that made the chunked text; stored
+    with the index to detect a change (an index built with other ones is re-built)."""
+    return (f"sentence-splitter/{TOKENIZER_NAME}/size{chunk_size}/overlap{chunk_overlap}/title-prefix"
+            f"/{NORMALIZER_VERSION}")
 
 
 def embed_text(title: str, text: str) -> str:
