@@ -19,6 +19,8 @@ from .settings import Settings, cli_flags
 from .text import without_control
 
 EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_PARTIAL = 1, 2, 3
+#: The PaperFilter fields `ask` has flags for.
+FILTER_FIELDS = ("since", "until", "listed_since", "listed_until", "min_upvotes", "sources")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -36,15 +38,19 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from .pipeline import Assistant, clean_question
+    from .search.filters import PaperFilter
 
     settings = _settings(args)
     clean_question(args.question, settings.max_question_chars)  # bad input fails before any indexing
+    paper_filter = PaperFilter.parse({name: getattr(args, name) for name in FILTER_FIELDS})
     assistant = Assistant(settings)
     assistant.ensure_index()  # a question never builds the index on its own
-    result = assistant.answer(args.question)
+    result = assistant.answer(args.question, filters=paper_filter)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
         return 0
+    if result.filters.get("matching_papers"):  # with none, the text itself says what was searched
+        print(terminal_safe(result.filters["note"]) + "\n")
     print(terminal_safe(result.text))
     if result.citations:
         print()
@@ -107,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question")
     add_setting_flags(p, "backend", "top_k", "retrieval")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    f = p.add_argument_group("filters", "narrow the papers searched (dates as YYYY-MM-DD, YYYY-MM or YYYY)")
+    f.add_argument("--since", metavar="DATE", help="only papers published on or after DATE")
+    f.add_argument("--until", metavar="DATE", help="only papers published on or before DATE")
+    f.add_argument("--listed-since", metavar="DATE", help="only papers a Daily Papers page listed on or after DATE")
+    f.add_argument("--listed-until", metavar="DATE", help="only papers a Daily Papers page listed on or before DATE")
+    f.add_argument("--min-upvotes", type=int, metavar="N", help="only papers with at least N upvotes")
+    f.add_argument("--source", dest="sources", action="append", metavar="TEXT",
+                   help="only papers read from a file whose name contains TEXT (repeatable)")
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("chat", parents=[common], help="start the Gradio chat")

@@ -26,6 +26,7 @@ import re
 import sys
 import time
 from collections import Counter
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,8 @@ _WORD = re.compile(r"\b[a-z][a-z-]{3,}\b")
 _NUMBER = re.compile(r"\b\d+(?:\.\d+)?\b")
 _SYLLABLES = ("lu", "mor", "ka", "vex", "ti", "dra", "no", "sel", "qua", "rin", "po", "zen", "fal", "cor", "mi",
               "tar", "ve", "lon", "sha", "gri", "bo", "nex", "ul", "pra")
+#: Synthetic papers are listed on pages dated over three years from this day.
+SYNTHETIC_START, SYNTHETIC_DAYS = date(2023, 1, 1), 3 * 365
 _SUFFIXES = ("", "LM", "Net", "Former", "KV", "-R1", "Bench", "RL", "Flow", "Align", "X", "-VL")
 
 
@@ -139,6 +142,21 @@ class SyntheticPapers:
         return paper_id, title, chunks, np.stack(vectors).astype(np.float32)
 
 
+    def page_metadata(self, number: int) -> dict:
+        """Daily Papers page metadata like the real pages': a listed date, mostly a published date
+        a few days earlier, upvotes for some, and the page (50 papers a page) it was seen on."""
+        rng = self.rng
+        listed = SYNTHETIC_START + timedelta(days=int(rng.integers(SYNTHETIC_DAYS)))
+        meta: dict = {"page_date": f"{listed:%b} {listed.day}, {listed.year}",
+                      "pages": f"synthetic-{number // 50:04d}.txt:{number % 50 + 1}"}
+        if rng.random() < 0.9:
+            published = listed - timedelta(days=int(rng.integers(0, 10)))
+            meta["published"] = f"{published:%b} {published.day}, {published.year}"
+        if rng.random() < 0.5:
+            meta["upvotes"] = int(rng.geometric(0.1))
+        return meta
+
+
 def _name_of(title: str) -> str | None:
     """The method name of a title like 'ShadowKV: ...' (None when the title has none)."""
     head = title.split(":")[0].strip() if ":" in title else ""
@@ -174,7 +192,7 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
     meta: dict[str, dict] = {}
     for number in range(papers):
         paper_id, title, texts, vecs = gen.paper(number)
-        meta[paper_id] = {"page_date": "synthetic", "pages": f"synthetic:{number}"}
+        meta[paper_id] = gen.page_metadata(number)
         for position, text in enumerate(texts):
             embedded = f"{title}\n{text}"
             chunks.append(Chunk(f"{paper_id}-{position}", paper_id, title, text, embedded, position,

@@ -25,6 +25,7 @@ from ..errors import IndexProblemError
 from ..models import RESERVED_METADATA
 from ..settings import Settings
 from .build import IndexReport, build
+from .catalog import PaperCatalog
 from .chunking import chunking_id
 from .embedding import EMBEDDER_ID, Encoder, MiniLMEncoder
 from .keyword import KeywordIndex
@@ -56,6 +57,8 @@ class PaperIndex:
         self._store: IndexStore | None = None
         self._keyword: KeywordIndex | None = None
         self._keyword_checked = 0.0
+        self._catalog: PaperCatalog | None = None
+        self._catalog_checked = 0.0
         self._ready_checked = -KEYWORD_CHECK_SECONDS
 
     def serves(self, settings: Settings) -> bool:
@@ -95,7 +98,7 @@ class PaperIndex:
         encoder = self._encoder or MiniLMEncoder(self.settings.embed_threads)
         report = build(self, paths, rebuild=rebuild, progress=progress, encoder=encoder)
         with self._lock:
-            self._keyword = None  # the store changed: reload on next use
+            self._keyword = self._catalog = None  # the store changed: reload on next use
         return report
 
     def ensure(self, progress: bool = True) -> IndexReport | None:
@@ -223,6 +226,19 @@ class PaperIndex:
                     if fingerprint != INCOMPLETE:  # a run is writing: its own save will follow
                         self._keyword.save(self.keyword_dir)
             return self._keyword
+
+    def catalog(self) -> PaperCatalog:
+        """Each paper's dates, upvotes and files (for filters), matching the store; read from the
+        store's metadata again only when the store changed."""
+        with self._lock:
+            now = time.monotonic()
+            if self._catalog is not None and now - self._catalog_checked < KEYWORD_CHECK_SECONDS:
+                return self._catalog
+            self._catalog_checked = now
+            fingerprint = self.store.fingerprint(fresh=self.settings.chroma_url is not None)
+            if self._catalog is None or self._catalog.fingerprint != fingerprint:
+                self._catalog = PaperCatalog(self.store.all_metadata(), fingerprint)
+            return self._catalog
 
     def chunk_metadata(self, chunk_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The paper metadata stored with each chunk (the index's own bookkeeping left out)."""

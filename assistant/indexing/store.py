@@ -12,9 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+import numpy as np
 
 from .. import offline  # noqa: F401
 from ..errors import AssistantError, IndexProblemError
@@ -179,13 +182,15 @@ class IndexStore:
 
     def stored_hashes(self) -> dict[str, str]:
         """chunk_id -> content hash of every stored chunk."""
-        out: dict[str, str] = {}
+        return {chunk_id: meta.get("content_hash", "") for chunk_id, meta in self.all_metadata()}
+
+    def all_metadata(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(chunk_id, metadata) of every stored chunk, read in pages."""
         total = self.count()
         for offset in range(0, total, 5000):
             got = self.collection.get(include=["metadatas"], limit=5000, offset=offset)
             for chunk_id, meta in zip(got["ids"], got["metadatas"]):
-                out[chunk_id] = (meta or {}).get("content_hash", "")
-        return out
+                yield chunk_id, dict(meta or {})
 
     def all_chunks(self) -> list[ScoredChunk]:
         """Every stored chunk (without vectors), for building the keyword index."""
@@ -228,6 +233,15 @@ class IndexStore:
             return {}
         got = self.collection.get(ids=chunk_ids, include=["embeddings"])
         return {cid: list(vec) for cid, vec in zip(got["ids"], got["embeddings"])}
+
+    def chunks_with_vectors(self, chunk_ids: list[str]) -> tuple[list[ScoredChunk], np.ndarray]:
+        """The given stored chunks and their vectors (one row each; ids not stored are left out)."""
+        if not chunk_ids:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        got = self.collection.get(ids=chunk_ids, include=["metadatas", "documents", "embeddings"])
+        chunks = [ScoredChunk(cid, (meta or {}).get("paper_id", ""), (meta or {}).get("title", ""), doc or "")
+                  for cid, meta, doc in zip(got["ids"], got["metadatas"], got["documents"])]
+        return chunks, np.asarray(got["embeddings"], dtype=np.float32)
 
     def metadata(self, chunk_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Stored metadata of the given chunks (ids not stored are left out)."""
