@@ -25,6 +25,7 @@ from .embedding import Encoder
 from .keyword import KeywordIndex
 from .repair import remove_index_files
 from .store import INCOMPLETE, IndexStore
+from .uploads import uploaded_files
 
 if TYPE_CHECKING:  # index.py runs the build and imports this module
     from .index import PaperIndex
@@ -106,7 +107,8 @@ def build(index: PaperIndex, paths: Sequence[str | Path] = (), *, rebuild: bool 
         remembered = list(sources)
         new_paths = [str(Path(p).resolve()) for p in paths]
         sources += [p for p in new_paths + [str(p) for p in settings.extra_paths] if p not in sources]
-        corpus = load_corpus(sources, include_bundled=settings.include_bundled)
+        uploads = [str(p) for p in uploaded_files(settings.uploads_folder)]  # read anew by every run
+        corpus = load_corpus(sources + uploads, include_bundled=settings.include_bundled)
         report.papers, report.entries = len(corpus.papers), corpus.entries
         report.duplicates_merged, report.files_read = corpus.duplicates_merged, corpus.files_read
         report.problems = corpus.problems

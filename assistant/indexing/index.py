@@ -38,7 +38,7 @@ KEYWORD_CHECK_SECONDS = 5.0
 LEASE_RENEW_SECONDS = 30.0
 #: The settings an index depends on: other values need another PaperIndex.
 INDEX_FIELDS = ("index_dir", "chroma_url", "collection", "chunk_size", "chunk_overlap", "extra_paths",
-                "include_bundled")
+                "include_bundled", "uploads_dir")
 
 
 def expected_tags(settings: Settings) -> dict[str, str]:

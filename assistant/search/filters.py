@@ -47,7 +47,7 @@ def _period(text: str, what: str) -> tuple[date, date]:
 
 
 def _bound(value: Any, what: str, end: bool) -> date | None:
-    if value is None or value == "":
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, date):
         return value
