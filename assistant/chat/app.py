@@ -199,8 +199,9 @@ def build_app(assistant: Assistant, backends: list[str] | None = None) -> gr.Blo
                                                   elem_id="pa-listed-since")
                         listed_until = gr.Textbox("", label="Listed until", placeholder="page date", min_width=140,
                                                   elem_id="pa-listed-until")
-                        sources_filter = gr.Dropdown(_source_choices(assistant), value=[], multiselect=True, allow_custom_value=True,
-                                                     label="Source files", min_width=200, elem_id="pa-source-files")
+                        sources_filter = gr.Dropdown(_source_choices(assistant), value=[], multiselect=True,
+                                                     allow_custom_value=True, label="Source files", min_width=200,
+                                                     elem_id="pa-source-files")
                 filter_inputs = [since, until, listed_since, listed_until, min_upvotes, sources_filter]
                 sources = gr.HTML(SOURCES_EMPTY, elem_id="pa-sources", render=False)
                 details = gr.JSON(visible=False, render=False)
