@@ -8,7 +8,6 @@ import csv
 import json
 import time
 from datetime import date
-from pathlib import Path
 
 import pytest
 
