@@ -188,17 +188,17 @@ def build_app(assistant: Assistant, backends: list[str] | None = None) -> gr.Blo
                                       label="Papers retrieved", scale=3, min_width=200)
                 with gr.Accordion("Filters", open=False, elem_id="pa-filters"):
                     with gr.Row():
-                        since = gr.Textbox("", label="Published since", placeholder="YYYY-MM-DD, YYYY-MM or YYYY",
-                                           min_width=140, elem_id="pa-since")
-                        until = gr.Textbox("", label="Published until", placeholder="YYYY-MM-DD", min_width=140,
-                                           elem_id="pa-until")
+                        since = gr.DateTime(label="Published since", include_time=False, type="string",
+                                            min_width=160, elem_id="pa-since")
+                        until = gr.DateTime(label="Published until", include_time=False, type="string",
+                                            min_width=160, elem_id="pa-until")
                         min_upvotes = gr.Number(label="Min upvotes", precision=0, minimum=0, min_width=110,
                                                 elem_id="pa-min-upvotes")
                     with gr.Row():
-                        listed_since = gr.Textbox("", label="Listed since", placeholder="page date", min_width=140,
-                                                  elem_id="pa-listed-since")
-                        listed_until = gr.Textbox("", label="Listed until", placeholder="page date", min_width=140,
-                                                  elem_id="pa-listed-until")
+                        listed_since = gr.DateTime(label="Listed since", include_time=False, type="string",
+                                                   min_width=160, elem_id="pa-listed-since")
+                        listed_until = gr.DateTime(label="Listed until", include_time=False, type="string",
+                                                   min_width=160, elem_id="pa-listed-until")
                         sources_filter = gr.Dropdown(_source_choices(assistant), value=[], multiselect=True,
                                                      allow_custom_value=True, label="Source files", min_width=200,
                                                      elem_id="pa-source-files")

@@ -100,7 +100,7 @@ class PaperCatalog:
         self.listed = np.array([_ordinal(m.get(LISTED_KEY)) for m in facts], dtype=np.int64)
         self.published = np.array([_ordinal(m.get(PUBLISHED_KEY)) for m in facts], dtype=np.int64)
         upvotes = [upvote_count(m.get(UPVOTES_KEY)) for m in facts]
-        self.upvotes = np.array([-1 if u is None else u for u in upvotes], dtype=np.int64)
+        self.upvotes = np.array([u or 0 for u in upvotes], dtype=np.int64)  # pages show no count for none
         by_file: dict[str, list[int]] = {}
         for i, meta in enumerate(facts):
             for file in source_files(meta.get(PROVENANCE_KEY, "")):

@@ -62,7 +62,8 @@ class PaperFilter:
 
     `since`/`until` bound the paper's published date, `listed_since`/`listed_until` the date of
     the Daily Papers page that listed it (both inclusive); `min_upvotes` the page's upvotes;
-    `sources` keeps papers read from a file whose name contains one of the given texts.
+    `sources` keeps papers read from a file whose name contains one of the given texts. A paper
+    whose page shows no upvotes counts as having none.
     `understood_from` is the question's phrase a filter was taken from, if any.
     """
 
@@ -99,7 +100,8 @@ class PaperFilter:
                    until=_bound(value.get("until"), "until", end=True),
                    listed_since=_bound(value.get("listed_since"), "listed_since", end=False),
                    listed_until=_bound(value.get("listed_until"), "listed_until", end=True),
-                   min_upvotes=upvotes, sources=tuple(s.strip() for s in sources))
+                   min_upvotes=upvotes or None,  # at least 0 upvotes filters nothing
+                   sources=tuple(s.strip() for s in sources))
         for start, end, what in ((made.since, made.until, "since"), (made.listed_since, made.listed_until,
                                                                      "listed_since")):
             if start and end and start > end:
