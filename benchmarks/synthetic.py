@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from assistant.indexing.catalog import PaperCatalog
 from assistant.indexing.index import PaperIndex
 from assistant.indexing.keyword import KeywordIndex
 from assistant.indexing.store import INCOMPLETE
@@ -182,11 +183,13 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
     fingerprint = f"synthetic-{papers}-seed{seed}-" + PaperIndex(real).store.fingerprint()
     store.set_fingerprint(INCOMPLETE)
     keyword_rows = []
+    catalog_rows: list[tuple[str, dict]] = []
     for start in range(0, len(source.rows), batch):  # the real papers, with their real vectors
         rows = source.rows[start:start + batch]
         store.collection.add(ids=[r[0] for r in rows], documents=[r[1] for r in rows],
                              metadatas=[r[2] for r in rows], embeddings=np.stack([r[3] for r in rows]))
         keyword_rows += [ScoredChunk(r[0], r[2]["paper_id"], r[2]["title"], r[1]) for r in rows]
+        catalog_rows += [(r[0], r[2]) for r in rows]
     chunks: list[Chunk] = []
     vectors: list[np.ndarray] = []
     meta: dict[str, dict] = {}
@@ -201,6 +204,7 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
         if len(chunks) >= batch or number == papers - 1:
             store.add(chunks, np.concatenate(vectors).tolist(), meta)
             keyword_rows += [ScoredChunk(c.chunk_id, c.paper_id, c.title, c.text) for c in chunks]
+            catalog_rows += [(c.chunk_id, {"paper_id": c.paper_id, **meta[c.paper_id]}) for c in chunks]
             chunks, vectors, meta = [], [], {}
             if progress:
                 print(f"\r  synthetic papers: {number + 1}/{papers}", end="", file=sys.stderr, flush=True)
@@ -208,6 +212,7 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
         print(file=sys.stderr)
     written = time.perf_counter()
     KeywordIndex(keyword_rows, fingerprint).save(index.keyword_dir)
+    PaperCatalog.from_metadata(catalog_rows, fingerprint).save(index.catalog_path)
     store.set_fingerprint(fingerprint)
     return {"papers": papers + len(source.papers), "synthetic_papers": papers, "real_papers": len(source.papers),
             "chunks": store.count(), "write_s": round(written - started, 1),

@@ -179,7 +179,7 @@ def test_selecting_among_100k_papers_takes_milliseconds() -> None:
     rows = ((f"c{i}", {"paper_id": f"p{i}", "published": f"2024-{i % 12 + 1:02d}-{i % 28 + 1:02d}",
                        "page_date": f"Mar {i % 28 + 1}, 2025", "upvotes": i % 40,
                        "pages": f"page-{i // 50}.txt:{i % 50}"}) for i in range(100_000))
-    catalog = PaperCatalog(rows, "fp")
+    catalog = PaperCatalog.from_metadata(rows, "fp")
     broad = PaperFilter.parse({"since": "2024-02", "min_upvotes": 3})
     narrow = PaperFilter.parse({"sources": ["page-42.txt", "page-7.txt"], "listed_since": "2025-03-20"})
     timings = []

@@ -11,11 +11,15 @@ date cannot be placed in a range, so a date filter counts its paper as undated.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -78,34 +82,72 @@ class DateRange:
         return self.start is not None or self.end is not None
 
 
-class PaperCatalog:
-    """Per-paper facts for filters, built from the stored chunks' metadata (one pass over the
-    store per index version: `fingerprint` says which)."""
+@dataclass
+class PaperFacts:
+    """What filters look at for one paper: its chunks, dates (as ordinals, 0 for none), upvotes, files."""
 
-    def __init__(self, chunks: Iterable[tuple[str, Mapping[str, Any]]], fingerprint: str) -> None:
+    paper_id: str
+    chunk_ids: list[str]
+    listed: int
+    published: int
+    upvotes: int
+    files: list[str]
+
+
+class PaperCatalog:
+    """Per-paper facts for filters as columns, for one index version (`fingerprint`). Written
+    beside the index by each indexing run; read from the store's metadata when missing or stale."""
+
+    def __init__(self, facts: list[PaperFacts], fingerprint: str) -> None:
         self.fingerprint = fingerprint
-        row: dict[str, int] = {}
-        chunk_ids: list[list[str]] = []
-        facts: list[Mapping[str, Any]] = []
-        for chunk_id, meta in chunks:
-            paper_id = str(meta.get("paper_id", ""))
-            if paper_id not in row:
-                row[paper_id] = len(facts)
-                facts.append(meta)
-                chunk_ids.append([])
-            chunk_ids[row[paper_id]].append(chunk_id)
-        self.row = row
-        self.chunk_ids = chunk_ids
-        self.chunk_counts = np.array([len(c) for c in chunk_ids], dtype=np.int64)
-        self.listed = np.array([_ordinal(m.get(LISTED_KEY)) for m in facts], dtype=np.int64)
-        self.published = np.array([_ordinal(m.get(PUBLISHED_KEY)) for m in facts], dtype=np.int64)
-        upvotes = [upvote_count(m.get(UPVOTES_KEY)) for m in facts]
-        self.upvotes = np.array([u or 0 for u in upvotes], dtype=np.int64)  # pages show no count for none
+        self.facts = facts
+        self.row = {f.paper_id: i for i, f in enumerate(facts)}
+        self.chunk_ids = [f.chunk_ids for f in facts]
+        self.chunk_counts = np.array([len(f.chunk_ids) for f in facts], dtype=np.int64)
+        self.listed = np.array([f.listed for f in facts], dtype=np.int64)
+        self.published = np.array([f.published for f in facts], dtype=np.int64)
+        self.upvotes = np.array([f.upvotes for f in facts], dtype=np.int64)
         by_file: dict[str, list[int]] = {}
-        for i, meta in enumerate(facts):
-            for file in source_files(meta.get(PROVENANCE_KEY, "")):
+        for i, fact in enumerate(facts):
+            for file in fact.files:
                 by_file.setdefault(file, []).append(i)
         self.by_file = {file: np.array(rows, dtype=np.int64) for file, rows in by_file.items()}
+
+    @classmethod
+    def from_metadata(cls, chunks: Iterable[tuple[str, Mapping[str, Any]]], fingerprint: str) -> PaperCatalog:
+        """The catalog of (chunk id, chunk metadata) pairs, as the store holds them."""
+        facts: dict[str, PaperFacts] = {}
+        for chunk_id, meta in chunks:
+            paper_id = str(meta.get("paper_id", ""))
+            if paper_id not in facts:
+                facts[paper_id] = PaperFacts(paper_id, [], _ordinal(meta.get(LISTED_KEY)),
+                                             _ordinal(meta.get(PUBLISHED_KEY)),
+                                             upvote_count(meta.get(UPVOTES_KEY)) or 0,  # pages show no count for 0
+                                             source_files(meta.get(PROVENANCE_KEY, "")))
+            facts[paper_id].chunk_ids.append(chunk_id)
+        return cls(list(facts.values()), fingerprint)
+
+    def save(self, path: Path) -> None:
+        """Write the catalog (replacing any older one in one step: readers never see half a file)."""
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+        tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "papers": [asdict(f) for f in self.facts]}))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path, fingerprint: str) -> PaperCatalog | None:
+        """The saved catalog if it was made for `fingerprint`, else None (missing, stale, unreadable)."""
+        try:
+            saved = json.loads(path.read_text())
+            if saved.get("fingerprint") != fingerprint:
+                return None
+            return cls([PaperFacts(**row) for row in saved["papers"]], fingerprint)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    @cached_property
+    def chunk_row(self) -> dict[str, int]:
+        """Chunk id → its paper's row (for hits that carry only a chunk id)."""
+        return {cid: row for row, ids in enumerate(self.chunk_ids) for cid in ids}
 
     def __len__(self) -> int:
         return len(self.row)
@@ -162,17 +204,22 @@ class Selection:
         row = self.catalog.row.get(paper_id)
         return row is not None and bool(self.mask[row])
 
+    def allows_chunk(self, chunk_id: str) -> bool:
+        """Whether the chunk is of a selected paper."""
+        row = self.catalog.chunk_row.get(chunk_id)
+        return row is not None and bool(self.mask[row])
+
     def keep(self, hits: list[ScoredChunk]) -> list[ScoredChunk]:
         """The hits of selected papers, in their order."""
         return [h for h in hits if self.allows(h.paper_id)]
 
-    def fetch_size(self, n: int) -> int:
-        """How many hits to ask a retriever for so that about `n` of them (or twice that) are of
-        selected papers, if selected chunks are spread like the others."""
+    def fetch_size(self, n: int, limit: int) -> int:
+        """How many hits to ask a retriever for (at most `limit`) so that about 2n of them are of
+        selected papers, if selected chunks rank like the others."""
         total = int(self.catalog.chunk_counts.sum())
         if not self.chunks:
             return 0
-        return min(total, 2 * n * -(-total // self.chunks))
+        return min(total, limit, 2 * n * -(-total // self.chunks))
 
     def chunk_ids(self) -> list[str]:
         """The selected papers' chunk ids (meant for small selections)."""

@@ -8,6 +8,10 @@ from ..indexing.catalog import Selection
 from ..indexing.index import PaperIndex
 from ..models import ScoredChunk
 
+#: At most this many keyword hits are fetched to find a selection's (so a very small selection
+#: gets keyword hits only among the best FETCH_LIMIT; dense search scores all its chunks).
+FETCH_LIMIT = 10_000
+
 
 class KeywordRetriever:
     """Chunks by BM25 score of the query's terms; fills `keyword` scores."""
@@ -22,4 +26,4 @@ class KeywordRetriever:
         when `within` is given (over-fetched, then kept)."""
         if within is None:
             return self.index.keyword().search(query, n)
-        return within.keep(self.index.keyword().search(query, within.fetch_size(n)))[:n]
+        return within.keep(self.index.keyword().search(query, within.fetch_size(n, FETCH_LIMIT)))[:n]
