@@ -142,8 +142,9 @@ def make_uploader(assistant: Assistant) -> Callable[..., Iterator[UploadOutput]]
                     gr.skip(), gr.skip()
                 return
         log.info("added %s: %d papers, %d chunks embedded", upload.path, papers, report.added)
-        yield (render_upload(f"Added {papers} paper(s) from {name} ({report.added} chunk(s) embedded); "
-                             "ask about them now.", problems),
+        done = (f"Added {papers} paper(s) from {name} ({report.added} chunk(s) embedded); ask about them now."
+                if report.added else f"The {papers} paper(s) in {name} were already indexed (same titles).")
+        yield (render_upload(done, problems),
                HEADER.format(papers=_paper_count(assistant)), gr.update(choices=_source_choices(assistant)))
 
     return add_papers
@@ -189,16 +190,16 @@ def build_app(assistant: Assistant, backends: list[str] | None = None) -> gr.Blo
                 with gr.Accordion("Filters", open=False, elem_id="pa-filters"):
                     with gr.Row():
                         since = gr.DateTime(label="Published since", include_time=False, type="string",
-                                            min_width=160, elem_id="pa-since")
+                                            min_width=200, elem_id="pa-since")
                         until = gr.DateTime(label="Published until", include_time=False, type="string",
-                                            min_width=160, elem_id="pa-until")
+                                            min_width=200, elem_id="pa-until")
                         min_upvotes = gr.Number(label="Min upvotes", precision=0, minimum=0, min_width=110,
                                                 elem_id="pa-min-upvotes")
                     with gr.Row():
                         listed_since = gr.DateTime(label="Listed since", include_time=False, type="string",
-                                                   min_width=160, elem_id="pa-listed-since")
+                                                   min_width=200, elem_id="pa-listed-since")
                         listed_until = gr.DateTime(label="Listed until", include_time=False, type="string",
-                                                   min_width=160, elem_id="pa-listed-until")
+                                                   min_width=200, elem_id="pa-listed-until")
                         sources_filter = gr.Dropdown(_source_choices(assistant), value=[], multiselect=True,
                                                      allow_custom_value=True, label="Source files", min_width=200,
                                                      elem_id="pa-source-files")
