@@ -182,13 +182,12 @@ UPLOAD_DONE = ".pa-upload-done, .pa-upload-failed"
 
 
 @pytest.fixture
-def own_index_chat(index_dir: Path, first_build: IndexReport, tmp_path: Path,
+def own_index_chat(browser: Browser, index_dir: Path, first_build: IndexReport, tmp_path: Path,
                    running_chat: Callable) -> Iterator[tuple[Page, Assistant]]:
     """A page on a chat over a copy of the session index (uploads change it), with upload statuses recorded."""
     shutil.copytree(index_dir, tmp_path / "index")
     bot = Assistant(Settings.from_env(env={}, index_dir=tmp_path / "index"))
-    with running_chat(bot) as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with running_chat(bot) as url:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(url)
         page.wait_for_selector('textarea[data-testid="textbox"]')
@@ -199,7 +198,7 @@ def own_index_chat(index_dir: Path, first_build: IndexReport, tmp_path: Path,
             ).observe(document.body, {subtree: true, childList: true, characterData: true});
         }""")
         yield page, bot
-        browser.close()
+        page.close()
 
 
 def upload(page: Page, path: Path) -> str:

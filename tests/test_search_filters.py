@@ -190,3 +190,18 @@ def test_selecting_among_100k_papers_takes_milliseconds() -> None:
     assert selected[0].papers == sum(1 for i in range(100_000) if i % 12 >= 1 and i % 40 >= 3)
     assert selected[1].papers == sum(1 for i in [*range(350, 400), *range(2100, 2150)] if i % 28 + 1 >= 20)
     assert sorted(timings)[2] < 0.1, timings
+
+
+def test_the_catalog_is_saved_by_the_run_and_made_again_from_the_store_when_missing(dated: Assistant) -> None:
+    path, fingerprint = dated.index.catalog_path, dated.index.store.fingerprint()
+    saved = PaperCatalog.load(path, fingerprint)
+    assert saved is not None and len(saved) == 8
+    assert PaperCatalog.load(path, "another index version") is None
+    path.unlink()
+    made = PaperIndex(dated.settings).catalog()  # as a new process would: from the stored metadata
+
+    def facts(catalog: PaperCatalog) -> list[tuple]:
+        return sorted((f.paper_id, f.listed, f.published, f.upvotes, f.files, sorted(f.chunk_ids))
+                      for f in catalog.facts)
+    assert facts(made) == facts(saved)
+    assert PaperCatalog.load(path, fingerprint) is not None  # and saved for the next one

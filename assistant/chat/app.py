@@ -189,16 +189,16 @@ def build_app(assistant: Assistant, backends: list[str] | None = None) -> gr.Blo
                                       label="Papers retrieved", scale=3, min_width=200)
                 with gr.Accordion("Filters", open=False, elem_id="pa-filters"):
                     with gr.Row():
-                        since = gr.DateTime(label="Published since", include_time=False, type="string",
+                        since = gr.DateTime("", label="Published since", include_time=False, type="string",
                                             min_width=200, elem_id="pa-since")
-                        until = gr.DateTime(label="Published until", include_time=False, type="string",
+                        until = gr.DateTime("", label="Published until", include_time=False, type="string",
                                             min_width=200, elem_id="pa-until")
                         min_upvotes = gr.Number(label="Min upvotes", precision=0, minimum=0, min_width=110,
                                                 elem_id="pa-min-upvotes")
                     with gr.Row():
-                        listed_since = gr.DateTime(label="Listed since", include_time=False, type="string",
+                        listed_since = gr.DateTime("", label="Listed since", include_time=False, type="string",
                                                    min_width=200, elem_id="pa-listed-since")
-                        listed_until = gr.DateTime(label="Listed until", include_time=False, type="string",
+                        listed_until = gr.DateTime("", label="Listed until", include_time=False, type="string",
                                                    min_width=200, elem_id="pa-listed-until")
                         sources_filter = gr.Dropdown(_source_choices(assistant), value=[], multiselect=True,
                                                      allow_custom_value=True, label="Source files", min_width=200,
