@@ -35,23 +35,32 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .pipeline import Assistant, clean_question
+    from .chat.render import follow_up_note
+    from .pipeline import Assistant, Conversation, clean_question
 
     settings = _settings(args)
-    clean_question(args.question, settings.max_question_chars)  # bad input fails before any indexing
+    for question in args.question:  # bad input fails before any indexing
+        clean_question(question, settings.max_question_chars)
     assistant = Assistant(settings)
     assistant.ensure_index()  # a question never builds the index on its own
-    result = assistant.answer(args.question)
-    if args.json:
-        print(json.dumps(result.to_dict(), ensure_ascii=False))
-        return 0
-    print(terminal_safe(result.text))
-    if result.citations:
-        print()
-        for c in result.citations:
-            print(terminal_safe(f"[{c.n}] {c.title}"))
-    for warning in result.warnings:
-        print(terminal_safe(f"warning: {warning}"), file=sys.stderr)
+    conversation = Conversation(assistant)
+    for i, question in enumerate(args.question):
+        result = conversation.ask(question)
+        if args.json:  # one JSON object per question (JSON Lines for a conversation)
+            print(json.dumps(result.to_dict(), ensure_ascii=False))
+            continue
+        if len(args.question) > 1:
+            print(("\n" if i else "") + terminal_safe(f"> {question}"))
+            note = follow_up_note(result)
+            if note:
+                print(terminal_safe(f"({note})"))
+        print(terminal_safe(result.text))
+        if result.citations:
+            print()
+            for c in result.citations:
+                print(terminal_safe(f"[{c.n}] {c.title}"))
+        for warning in result.warnings:
+            print(terminal_safe(f"warning: {warning}"), file=sys.stderr)
     return 0
 
 
@@ -103,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("ask", parents=[common], help="answer one question")
-    p.add_argument("question")
+    p = sub.add_parser("ask", parents=[common], help="answer a question (more questions: a conversation)")
+    p.add_argument("question", nargs="+",
+                   help="the question; further questions are follow-ups answered about the previous answer's papers")
     add_setting_flags(p, "backend", "top_k", "retrieval")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_ask)

@@ -103,6 +103,12 @@ class Answer:
     #: Estimated probability (0–1) that the collection answers the question with the evidence
     #: found; low for a refusal. See `answering/evidence.py`.
     confidence: float = 0.0
+    #: The self-contained question actually answered, when `question` was a follow-up that leaned
+    #: on an earlier answer (see `answering/followup.py`); None otherwise.
+    asked_as: str | None = None
+    #: The ids of the papers a follow-up was answered from (an earlier answer's papers); empty when
+    #: the question was answered from the whole collection.
+    about: list[str] = field(default_factory=list)
 
     @property
     def grounded(self) -> bool:
@@ -113,6 +119,8 @@ class Answer:
         """A JSON-ready dict, the shape of `assistant ask --json`."""
         return {
             "question": self.question,
+            "asked_as": self.asked_as,
+            "about": list(self.about),
             "answer": self.text,
             "refused": self.refused,
             "citations": [asdict(c) for c in self.citations],

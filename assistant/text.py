@@ -22,7 +22,9 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*|\d+(?:[.,]\d+)*%?")
 #: Changes whenever `terms()` changes, so saved keyword indexes built with the old one are rebuilt.
 ANALYZER_ID = "words-v2/stopwords/snowball-en"
 _NUMBER = re.compile(r"(?<![A-Za-z])\d+(?:[.,]\d+)*(?:\s*(?:%|×|(?:x|times)\b)|%)?", re.I)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+#: A sentence ends at . ! ? before a capital, a digit, a quote or bracket, or a name that starts in
+#: lower case but has a capital inside ("… grouped layers. xKV consolidates …").
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[]|[a-z]+[A-Z])")
 #: A question that is little more than a name: "What is X?", "tell me about X", "how does X work".
 _SUBJECT = re.compile(
     r"^(?:(?:so|and|ok|hi|hey)[, ]+)?(?:what(?:'s| is| are| does)|whats|wat(?: is| does)?|who (?:is|made)|"
@@ -109,6 +111,12 @@ def named_things(question: str) -> list[str]:
         names += [_token(w) for w in match.group("subject").split()
                   if _token(w) and _token(w) not in STOPWORDS and len(_token(w)) > 1]
     return list(dict.fromkeys(names))
+
+
+def is_bare_subject(question: str) -> bool:
+    """Whether the question is little more than a name ("What is X?", "tell me about X", "X?"): it
+    asks for an overview, not for one detail."""
+    return _SUBJECT.match(question.strip()) is not None
 
 
 def system_name(title: str) -> str | None:

@@ -21,7 +21,10 @@ REFUSAL = "The collection doesn't answer this."
 SUPPORT_THRESHOLD = 0.55
 _ITEM = r"\d+(?:\s*[-–]\s*\d+)?"
 #: `[1]`, `[1, 2]`, `[1; 2]`, `[1-3]`, `[Source 2]`: what models write; `[1][2]` is two markers.
-MARKER = re.compile(rf"\[(?:[Ss]ources?:?\s*)?({_ITEM}(?:\s*[,;]\s*{_ITEM})*)\]")
+_MARKER = rf"\[(?:[Ss]ources?:?\s*)?(?P<items>{_ITEM}(?:\s*[,;]\s*{_ITEM})*)\]"
+MARKER = re.compile(_MARKER)
+#: A marker with the spaces before it: removing one must not touch the quoted text around it.
+_SPACED_MARKER = re.compile(rf"(?P<space>[ \t]*){_MARKER}")
 _RANGE_LIMIT = 20
 _TITLE_QUOTE = re.compile(r"[\"“*_]{1,2}([A-Z][^\"”*_\n]{12,200})[\"”*_]{1,2}")
 
@@ -56,14 +59,16 @@ def drop_invalid_markers(text: str, valid: set[int]) -> tuple[str, int]:
 
     def fix(match: re.Match[str]) -> str:
         nonlocal removed
-        parts = list(dict.fromkeys(marker_numbers(match.group(1))))
+        parts = list(dict.fromkeys(marker_numbers(match.group("items"))))
         kept = [p for p in parts if p in valid]
         removed += len(parts) - len(kept)
         return "[" + ", ".join(map(str, kept)) + "]" if kept else ""
 
-    fixed = MARKER.sub(fix, text)
-    fixed = re.sub(r"(?<=\S)[ \t]{2,}", " ", fixed)
-    return re.sub(r"[ \t]+([.,;:])", r"\1", fixed), removed
+    def drop(match: re.Match[str]) -> str:  # a dropped marker takes the space before it along
+        kept = fix(match)
+        return match.group("space") + kept if kept else ""
+
+    return _SPACED_MARKER.sub(drop, text), removed
 
 
 def _plain(text: str) -> str:

@@ -44,7 +44,7 @@ _CACHE_SIZE = 256
 _NUMERIC = re.compile(
     r"\bhow (many|much|fast|large|long|big|far|often|small)\b|\bby how\b|\bhow many times\b|"
     r"\bwhat (percentage|fraction|share|proportion|speed-?up|ratio|number|factor|learning rate|batch size|size)\b|"
-    r"\bwhat (average )?(score|accuracy)\b|\bup to how\b|\bby what factor\b|\b(its|the|their) speed-?ups?\b",
+    r"\bwhat (average )?(score|accuracy)\b|\bup to how\b|\bby what factor\b|\b(its|the|their|[\w-]+'s) speed-?ups?\b",
     re.I,
 )
 #: "how many <measure>" / "which <attribute>": the words the evidence must contain.
@@ -60,7 +60,8 @@ _GENERIC_ASKED = re.compile(
     re.I,
 )
 #: Sentences that state the problem or prior work rather than what the paper did.
-_BACKGROUND = re.compile(r"(However|Despite|While|Although|Existing|Current|Recent|Traditional|Prior|Previous|"
+#: Sentences that set the scene (prior work, the problem) rather than say what a paper does.
+BACKGROUND = re.compile(r"(However|Despite|While|Although|Existing|Current|Recent|Traditional|Prior|Previous|"
                          r"Conventional|Unfortunately|Nevertheless)\b")
 #: Words that frame a question rather than say what it is about ("what problem does X solve").
 _FRAME_TERMS = frozenset(terms("problem problems solve solves work works do tell explain describe summary summarize "
@@ -242,7 +243,7 @@ class EvidenceAssessor:
         for cand, vec in zip(prefiltered, vectors[1:]):
             cand.cosine = float(vec @ vectors[0])
             cand.score = cand.cosine + LEXICAL_WEIGHT * cand.coverage - RANK_PENALTY * cand.rank
-            if _BACKGROUND.match(cand.text):
+            if BACKGROUND.match(cand.text):
                 cand.score -= BACKGROUND_PENALTY
         prefiltered.sort(key=lambda c: -c.score)
         relevance: dict[int, float] = {}

@@ -14,18 +14,21 @@ Every quoted span is an exact substring of its source, so support stays measurab
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ..models import Source
 from ..settings import Settings
-from ..text import names_system_of, numbers, split_sentences, system_name, terms
+from ..text import is_bare_subject, names_system_of, numbers, split_sentences, system_name, terms
 from .base import AnswerContext
 from .citations import REFUSAL
-from .evidence import MIN_SENTENCE_WORDS, Candidate, EvidenceAssessor, asked_terms, has_figure, wants_figure
+from .evidence import BACKGROUND, MIN_SENTENCE_WORDS, Candidate, EvidenceAssessor, asked_terms, has_figure, wants_figure
 
 MULTI_RELATIVE = 0.65
 SECOND_RELATIVE = 0.75
 MAX_PAPERS = 6
+#: A paper's contribution sentence is its line in a list when it covers the question's terms this
+#: close to its best sentence.
+KEY_POINT_RELATIVE = 0.8
 
 _REFERENCE = re.compile(r"\[\d+(?:\s*[,;–-]\s*\d+)*\]")
 _LIST = re.compile(r"\b(which|what|list|name|any)\b[^?]*\b(papers|works|methods|studies|approaches|systems)\b|"
@@ -89,24 +92,33 @@ class ExtractiveAnswerer:
         if wants_figure(question):
             candidates = [c for c in candidates if has_figure(c.text)] or candidates
         if kind == "list":
-            return _render_list(question, _select_list(candidates, evidence.relevance))
+            return _render_list(question, _select_list(candidates, evidence.relevance,
+                                                      lambda text: self.assessor.coverage(question, text)))
         best = candidates[0]
         if kind == "numeric":
             return _render_numeric(question, best)
+        if is_bare_subject(question) and names_system_of(question, best.source.title):
+            return _render_overview(best.source) or _render_single(best, candidates)
         return _render_single(best, candidates)
 
 
-def _select_list(candidates: list[Candidate], relevance: dict[int, float]) -> list[Candidate]:
-    """The best sentence of every paper whose relevance is close to the best paper's."""
+def _select_list(candidates: list[Candidate], relevance: dict[int, float],
+                 coverage: Callable[[str], float]) -> list[Candidate]:
+    """The key sentence of every paper whose relevance is close to the best paper's: the sentence
+    where it says what it contributes, when that covers the question's terms about as well as its
+    best sentence, else its best sentence."""
     top = max(relevance.values())
-    chosen, papers = [], set()
+    chosen: dict[int, Candidate] = {}
     for cand in candidates:
-        if relevance.get(cand.source.n, 0.0) >= MULTI_RELATIVE * top and cand.source.n not in papers:
-            chosen.append(cand)
-            papers.add(cand.source.n)
+        n = cand.source.n
+        if n in chosen or relevance.get(n, 0.0) < MULTI_RELATIVE * top:
+            continue
+        intro = intro_sentence(cand.source)
+        covered = intro is not None and coverage(intro + " " + cand.source.title) >= KEY_POINT_RELATIVE * cand.coverage
+        chosen[n] = Candidate(cand.source, cand.rank, intro, cand.score) if intro and covered else cand
         if len(chosen) >= MAX_PAPERS:
             break
-    return chosen
+    return list(chosen.values())
 
 
 def defining_clause(source: Source) -> tuple[str, str] | None:
@@ -150,6 +162,23 @@ def _render_single(best: Candidate, candidates: list[Candidate]) -> str:
     if lead is None:
         return f'"{source.title}" [{n}]: {quotes}'
     return f'{lead}\n\n"{source.title}" [{n}]: {quotes}' if quotes else lead
+
+
+def _render_overview(source: Source) -> str | None:
+    """What a paper is, for a question that only names it: its definition (or the sentence that
+    introduces it), the sentence after it when it says more, and its first result with a figure."""
+    sentences = [s for s in split_sentences(source.text) if len(s.split()) >= MIN_SENTENCE_WORDS]
+    n = source.n
+    defined = defining_clause(source)
+    intro = next((s for s in sentences if defined and defined[1] in s), None) or intro_sentence(source)
+    if intro is None or intro not in sentences:
+        return None
+    lead = f"{defined[0].strip('*_ ')} is {defined[1].rstrip('.')} [{n}]." if defined else _with_marker(intro, n)
+    after = sentences[sentences.index(intro) + 1:]
+    more = [s for s in after[:1] if not BACKGROUND.match(s) and not has_figure(s)]
+    result = next((s for s in after if has_figure(s) and not _REFERENCE.search(s)), None)
+    quotes = [s for s in (*more, result) if s and not _redundant(s, intro)]
+    return " ".join([lead, *(_with_marker(s, n) for s in quotes)])
 
 
 def _render_numeric(question: str, best: Candidate) -> str:
