@@ -95,7 +95,9 @@ def test_follow_up_new_chat_example_and_top_k(page: Page) -> None:
     ask(page, SHADOWKV)
     ask(page, "How much does it boost throughput?")
     follow_up = page.locator('[data-testid="bot"]').last
-    assert "Searched as" in follow_up.inner_text()
+    assert "About [1] ShadowKV" in follow_up.inner_text()
+    assert "asked as “How much does ShadowKV boost throughput?”" in follow_up.inner_text()
+    assert page.locator("#pa-sources .pa-cited").count() == 1
     assert "ShadowKV" in page.locator("#pa-sources .pa-cited").first.inner_text()
 
     page.click("#pa-new-chat")
@@ -107,7 +109,7 @@ def test_follow_up_new_chat_example_and_top_k(page: Page) -> None:
     top_k.press("Enter")
     page.get_by_text("What throughput boost does NanoFlow get").click()  # an example card
     page.wait_for_selector(".pa-answer", timeout=TIMEOUT_MS)
-    assert "Searched as" not in page.locator('[data-testid="bot"]').last.inner_text()  # history was cleared
+    assert "asked as" not in page.locator('[data-testid="bot"]').last.inner_text()  # history was cleared
     assert "of 3 retrieved" in page.locator("#pa-sources").inner_text()
     assert "NanoFlow" in page.locator("#pa-sources .pa-cited .pa-title").first.inner_text()
 
