@@ -79,9 +79,8 @@ class Assistant:
         return other
 
     def _assessor(self) -> EvidenceAssessor:
-        """Scores evidence with this Assistant's model and its index's term statistics."""
-        index = self.index
-        return EvidenceAssessor(self.encoder.encode, lambda term: index.keyword().idf(term))
+        """Scores evidence with this Assistant's model and its index's vocabulary."""
+        return EvidenceAssessor(self.encoder.encode, self.index.keyword)
 
     def ensure_index(self, progress: bool = True) -> IndexReport | None:
         """Build or finish the index if it is missing, incomplete or built with other settings."""

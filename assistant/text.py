@@ -92,16 +92,24 @@ def _token(word: str) -> str:
     return _EDGE.sub("", word).casefold()
 
 
+#: Quantities that look like names: "1B-parameter", "2k-32k-word", "1.6-trillion-parameter", "4-bit".
+_NOT_A_NAME = re.compile(r"\d[\d.,]*[a-zA-Z]{0,2}(?:-\d[\d.,]*[a-zA-Z]{0,2})*-[a-z-]+")
+
+
 def named_things(question: str) -> list[str]:
     """What the question names, case-folded: name-shaped words (digits, inner capitals, hyphens,
-    acronyms) and the subject of a bare "What is X?" question."""
+    acronyms) and the subject of a bare "What is X?" question. Quantities ("1B-parameter") are not
+    names, nor are lower-case compounds ("code-search") in a question that writes names with capitals."""
     names = []
+    cased = question != question.lower()
     for i, word in enumerate(question.split()):
         bare = _EDGE.sub("", word)
         if re.fullmatch(r"[A-Z]{2,}s", bare):  # "CNNs", "LLMs": the acronym is the name
             bare = bare[:-1]
-        if len(bare) < 2 or bare.casefold() in STOPWORDS:
+        if len(bare) < 2 or bare.casefold() in STOPWORDS or _NOT_A_NAME.fullmatch(bare):
             continue
+        if cased and "-" in bare and bare.islower() and not any(c.isdigit() for c in bare):
+            continue  # "code-search" where names are written with capitals: a compound word
         inner = bare[1:]
         if (any(c.isdigit() for c in bare) and any(c.isalpha() for c in bare)) or any(c.isupper() for c in inner) \
                 or re.search(r"\w[-+]|\+$", bare) or (i > 0 and bare[0].isupper() and word[0] not in "'\"“("):

@@ -21,7 +21,16 @@ from ..settings import Settings
 from ..text import is_bare_subject, names_system_of, numbers, split_sentences, system_name, terms
 from .base import AnswerContext
 from .citations import REFUSAL
-from .evidence import BACKGROUND, MIN_SENTENCE_WORDS, Candidate, EvidenceAssessor, asked_terms, has_figure, wants_figure
+from .evidence import (
+    BACKGROUND,
+    MIN_SENTENCE_WORDS,
+    Candidate,
+    EvidenceAssessor,
+    asked_terms,
+    asks_for_papers,
+    has_figure,
+    wants_figure,
+)
 
 MULTI_RELATIVE = 0.65
 SECOND_RELATIVE = 0.75
@@ -31,8 +40,6 @@ MAX_PAPERS = 6
 KEY_POINT_RELATIVE = 0.8
 
 _REFERENCE = re.compile(r"\[\d+(?:\s*[,;–-]\s*\d+)*\]")
-_LIST = re.compile(r"\b(which|what|list|name|any)\b[^?]*\b(papers|works|methods|studies|approaches|systems)\b|"
-                   r"\bpapers\b|^(?:any(?:thing)?|something)\s+(?:on|about)\b", re.I)
 _INTRO = re.compile(r"\b(we|this paper|this work|this thesis)\s+(present|propose|introduce|develop|design|"
                     r"build|release|describe|discover)s?\b|\bwe call\b|\bcalled\b|\bnamed\b", re.I)
 #: "we introduce ShadowKV, a high-throughput … system that …" → name, then the defining clause.
@@ -44,7 +51,7 @@ _FIGURE = re.compile(r"(?<![\w.-])(?:up to |over |about |nearly |more than )?\d+
 
 def question_kind(question: str) -> str:
     """'list' (several papers), 'numeric' (one figure) or 'single': the shape of answer asked for."""
-    if _LIST.search(question):
+    if asks_for_papers(question):
         return "list"
     return "numeric" if wants_figure(question) else "single"
 
@@ -88,7 +95,7 @@ class ExtractiveAnswerer:
             candidates = [c for c in candidates if c.source.n == sources[0].n] or candidates
         asked = asked_terms(question)
         if asked:
-            candidates = [c for c in candidates if asked & set(terms(c.text + " " + c.source.title))] or candidates
+            candidates = [c for c in candidates if asked <= set(terms(c.text + " " + c.source.title))] or candidates
         if wants_figure(question):
             candidates = [c for c in candidates if has_figure(c.text)] or candidates
         if kind == "list":
@@ -125,15 +132,16 @@ def defining_clause(source: Source) -> tuple[str, str] | None:
     """(name, clause) from the sentence where the paper defines what it introduces, if any."""
     for sentence in split_sentences(source.text):
         match = _DEFINES.search(sentence)
-        if match and len(match.group("clause").split()) >= 4:
+        if match and len(match.group("clause").split()) >= 4 and not _REFERENCE.search(sentence):
             return match.group("name").strip(), match.group("clause").strip()
     return None
 
 
 def intro_sentence(source: Source) -> str | None:
     """The sentence where a paper introduces its contribution ("We present X ..."), preferring
-    one that uses the paper's short name."""
-    intros = [s for s in split_sentences(source.text) if _INTRO.search(s) and len(s.split()) >= MIN_SENTENCE_WORDS]
+    one that uses the paper's short name; never one with the page's own reference brackets."""
+    intros = [s for s in split_sentences(source.text)
+              if _INTRO.search(s) and len(s.split()) >= MIN_SENTENCE_WORDS and not _REFERENCE.search(s)]
     name = system_name(source.title)
     named = [s for s in intros if name and name.casefold() in s.casefold()]
     found = named or intros
@@ -175,7 +183,7 @@ def _render_overview(source: Source) -> str | None:
         return None
     lead = f"{defined[0].strip('*_ ')} is {defined[1].rstrip('.')} [{n}]." if defined else _with_marker(intro, n)
     after = sentences[sentences.index(intro) + 1:]
-    more = [s for s in after[:1] if not BACKGROUND.match(s) and not has_figure(s)]
+    more = [s for s in after[:1] if not BACKGROUND.match(s) and not has_figure(s) and not _REFERENCE.search(s)]
     result = next((s for s in after if has_figure(s) and not _REFERENCE.search(s)), None)
     quotes = [s for s in (*more, result) if s and not _redundant(s, intro)]
     return " ".join([lead, *(_with_marker(s, n) for s in quotes)])
