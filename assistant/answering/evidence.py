@@ -143,9 +143,11 @@ class Candidate:
 #: The features, in model order, with what each measures (stored with the fitted model).
 FEATURES = {
     "dense_top": "cosine of the question to the best chunk of the top-ranked paper",
-    "dense_margin": "dense_top minus the best cosine of any other retrieved paper",
+    "dense_margin": "dense_top minus the best cosine of any other retrieved paper (0 for a list question: "
+                    "it expects several papers, not one clear winner)",
     "coverage_top": "IDF-weighted share of the question's content terms found in the top paper (title + passage)",
-    "coverage_margin": "coverage_top minus the best coverage of any other retrieved paper",
+    "coverage_margin": "coverage_top minus the best coverage of any other retrieved paper (0 for a list "
+                       "question)",
     "best_sentence": "score of the best sentence (cosine + 0.5 x term coverage - rank penalty)",
     "best_cosine": "cosine of the question to the best sentence",
     "rest_coverage_top": "coverage_top over the terms that are neither named things nor question frames "
@@ -306,11 +308,12 @@ class EvidenceAssessor:
         asked = asked_terms(question)
         figure = wants_figure(question)
         best_two = {s.n for s in sources[:2]}
+        listing = asks_for_papers(question)
         return {
             "dense_top": dense[0],
-            "dense_margin": dense[0] - max(dense[1:], default=0.0),
+            "dense_margin": 0.0 if listing else dense[0] - max(dense[1:], default=0.0),
             "coverage_top": cover[0],
-            "coverage_margin": cover[0] - max(cover[1:], default=0.0),
+            "coverage_margin": 0.0 if listing else cover[0] - max(cover[1:], default=0.0),
             "best_sentence": candidates[0].score if candidates else 0.0,
             "best_cosine": max((c.cosine for c in candidates), default=0.0),
             "rest_coverage_top": self.coverage(" ".join(rest), top_text) if rest else 1.0,
@@ -325,7 +328,7 @@ class EvidenceAssessor:
             "figure_missing": float(figure and not any(
                 has_figure(s) for src in sources if src.n in best_two for s in split_sentences(src.text))),
             "question_terms": math.log1p(len(terms(question))),
-            "asks_list": float(asks_for_papers(question)),
+            "asks_list": float(listing),
             "covering_share": sum(c >= 0.5 for c in cover) / len(cover),
         }
 

@@ -45,6 +45,7 @@ _INTRO = re.compile(r"\b(we|this paper|this work|this thesis)\s+(present|propose
 #: "we introduce ShadowKV, a high-throughput … system that …" → name, then the defining clause.
 _DEFINES = re.compile(r"\b(?:we|this paper|this work)\s+(?:present|propose|introduce|develop|design|build)s?\s+"
                       r"(?P<name>[^,;:]{1,60}?),\s+(?P<clause>(?:a|an|the)\s+[^;]+?)\s*[.!]?$", re.I)
+_UNIT = re.compile(r"[%×xX]|times|fold")
 _FIGURE = re.compile(r"(?<![\w.-])(?:up to |over |about |nearly |more than )?\d+(?:[.,]\d+)*\s?(?:%|×|x|X|times|"
                      r"-fold|fold)(?![A-Za-z])|(?<![\w.-])\d+(?:[.,]\d+)+(?![\w.])")
 
@@ -99,8 +100,9 @@ class ExtractiveAnswerer:
         if wants_figure(question):
             candidates = [c for c in candidates if has_figure(c.text)] or candidates
         if kind == "list":
-            return _render_list(question, _select_list(candidates, evidence.relevance,
-                                                      lambda text: self.assessor.coverage(question, text)))
+            chosen = _select_list(candidates, evidence.relevance, lambda text: self.assessor.coverage(question, text),
+                                  wants_figure(question))
+            return _render_list(question, chosen)
         best = candidates[0]
         if kind == "numeric":
             return _render_numeric(question, best)
@@ -109,11 +111,11 @@ class ExtractiveAnswerer:
         return _render_single(best, candidates)
 
 
-def _select_list(candidates: list[Candidate], relevance: dict[int, float],
-                 coverage: Callable[[str], float]) -> list[Candidate]:
+def _select_list(candidates: list[Candidate], relevance: dict[int, float], coverage: Callable[[str], float],
+                 figure_wanted: bool) -> list[Candidate]:
     """The key sentence of every paper whose relevance is close to the best paper's: the sentence
     where it says what it contributes, when that covers the question's terms about as well as its
-    best sentence, else its best sentence."""
+    best sentence (and states a figure, when one is asked for), else its best sentence."""
     top = max(relevance.values())
     chosen: dict[int, Candidate] = {}
     for cand in candidates:
@@ -121,11 +123,15 @@ def _select_list(candidates: list[Candidate], relevance: dict[int, float],
         if n in chosen or relevance.get(n, 0.0) < MULTI_RELATIVE * top:
             continue
         intro = intro_sentence(cand.source)
-        covered = intro is not None and coverage(intro + " " + cand.source.title) >= KEY_POINT_RELATIVE * cand.coverage
+        covered = (intro is not None and (has_figure(intro) or not figure_wanted)
+                   and coverage(intro + " " + cand.source.title) >= KEY_POINT_RELATIVE * cand.coverage)
         chosen[n] = Candidate(cand.source, cand.rank, intro, cand.score) if intro and covered else cand
         if len(chosen) >= MAX_PAPERS:
             break
-    return list(chosen.values())
+    lines = list(chosen.values())
+    with_figure = [c for c in lines if _measured(c.text)]
+    # "Which papers …, and by how much?": the papers that state no figure do not answer the second half.
+    return with_figure if figure_wanted and len(with_figure) >= 2 else lines
 
 
 def defining_clause(source: Source) -> tuple[str, str] | None:
@@ -210,11 +216,16 @@ def _render_list(question: str, chosen: list[Candidate]) -> str:
     return "\n".join(lines)
 
 
+def _measured(sentence: str) -> bool:
+    """Whether a sentence states a gain or a share ("3.04×", "80%", "2 times"), not just a count."""
+    return any(_UNIT.search(m.group()) for m in _FIGURE.finditer(sentence))
+
+
 def _main_figure(sentence: str, question: str) -> str | None:
     """The figure the question asks about: of the figures with a unit (×, %, times) — else any
     decimal — the one closest to a word of the question ("throughput … by up to 3.04×")."""
     found = [m for m in _FIGURE.finditer(sentence) if numbers(m.group())]
-    with_unit = [m for m in found if re.search(r"[%×xX]|times|fold", m.group())]
+    with_unit = [m for m in found if _UNIT.search(m.group())]
     figures = with_unit or found
     if not figures:
         return None
