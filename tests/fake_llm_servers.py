@@ -147,6 +147,7 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
                 readable, _, _ = select.select([self.connection], [], [], min(0.05, deadline - time.monotonic()))
                 if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
                     server.disconnects += 1
+                    self.hung_up = True
                     return True
             return False
 
@@ -157,6 +158,7 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             if self.path != expected:
                 self._send_json(404, _error_body(server.protocol, f"no route {self.path}"))
                 return
+            self.hung_up = False
             body = json.loads(raw or b"{}")
             reply = server.next_reply(Received(self.path, dict(self.headers), body))
             if reply.delay and self.client_left(reply.delay):
@@ -167,7 +169,8 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
                 self._openai(body, reply)
             else:
                 self._ollama(body, reply)
-            server.finished += 1
+            if not self.hung_up:
+                server.finished += 1
 
         # -- OpenAI ----------------------------------------------------------------------
         def _openai(self, body: dict[str, Any], reply: Reply) -> None:

@@ -255,8 +255,7 @@ def finalize(question: str, text: str, sources: list[Source], backend: str, enco
         reason = "wrote only its reasoning (<think>…) and no answer" if thought else "returned an empty answer"
         raise BackendError(f"the {backend} backend {reason}")
     if is_refusal(text):
-        said = _plain(text).strip("\"'“”> .")
-        if said.startswith(_REFUSALS):
+        if any(r in _plain(text) for r in _REFUSALS):
             extra = ["dropped text the backend added to the refusal sentence"] if refusal_has_extra(text) else []
         else:
             extra = [f"read as a refusal: {' '.join(text.split())[:200]!r}"]
