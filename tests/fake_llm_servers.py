@@ -40,6 +40,7 @@ class Reply:
     body: Any = None                           # send this (valid) JSON instead of a completion
     gate: threading.Event | None = None        # when streaming: after the first chunk, wait until set
     finish: str | None = "stop"                # finish reason; None: the stream just ends (no [DONE])
+    drop: bool = False                         # when streaming: hang up after the first chunk (a crash)
 
     def pieces(self) -> list[str]:
         """The streamed pieces of the content."""
@@ -256,6 +257,9 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             for i, event in enumerate(events):
+                if i == first and reply.drop:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 if i == first and reply.gate is not None:
                     while not reply.gate.is_set() and not server.stopping:
                         if self.client_left(0.05):

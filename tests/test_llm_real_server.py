@@ -160,6 +160,6 @@ def test_server_stopped_mid_stream(assistant: Assistant, tmp_path: Path, free_po
             list(pieces)
         message = str(exc.value)
         assert own.url in message and "\n" not in message, message
-        assert "before the answer was finished" in message or "lost the connection" in message, message
+        assert "lost the connection" in message and "in the middle of the answer" in message, message
     finally:
         own.stop()

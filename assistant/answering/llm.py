@@ -2,8 +2,8 @@
 window (the server's, when it says), bounded retries on rate limits, a one-line error for every
 failure with secrets cut out of it, and what a reply's finish reason means.
 
-A backend subclasses `ChatAnswerer` and implements `_complete(messages, reply)`, which yields text
-deltas, records the finish reason in `reply`, and turns its client's exceptions into `BackendError`
+A backend subclasses `ChatAnswerer` and implements `_complete(messages, end)`, which yields text
+deltas, records the finish reason in `end`, and turns its client's exceptions into `BackendError`
 (or `RateLimited`, which is retried).
 """
 

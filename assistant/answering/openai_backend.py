@@ -86,11 +86,13 @@ class OpenAIAnswerer(ChatAnswerer):
         # Our messages are plain role/content dicts; the SDK types them as one TypedDict per role.
         sent = cast("list[ChatCompletionMessageParam]", messages)
         options: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        started = False  # whether the reply had begun: a connection lost then is not "cannot reach"
         try:
             if self.streaming:
                 with self.client.chat.completions.create(model=self.model, messages=sent, stream=True,
                                                          **options) as events:
                     for chunk in events:
+                        started = True
                         yield self._text(chunk, "delta", end)
                 return
             completion = self.client.chat.completions.create(model=self.model, messages=sent, stream=False, **options)
@@ -100,6 +102,9 @@ class OpenAIAnswerer(ChatAnswerer):
         except openai.APITimeoutError as exc:
             raise self.timed_out() from exc
         except openai.APIConnectionError as exc:
+            if started:
+                raise BackendError(f"lost the connection to {self.where} in the middle of the answer: "
+                                   f"{one_line(exc.__cause__ or exc)}") from exc
             raise BackendError(f"cannot reach {self.where}: {one_line(exc.__cause__ or exc)}") from exc
         except openai.APIStatusError as exc:
             if exc.status_code == 503:

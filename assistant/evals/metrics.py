@@ -201,6 +201,7 @@ class Outcome:
     evidence_answers: bool | None = None
     grounded: bool = True
     removed_markers: int = 0
+    raw_text: str = ""  # what the backend wrote, before the checks (to see what an LLM did)
 
     @property
     def answerable(self) -> bool:

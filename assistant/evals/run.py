@@ -84,6 +84,7 @@ def evaluate_question(assistant: Assistant, q: EvalQuestion, *, backend: str, re
         fabricated_citations(answer, known_titles), dict(answer.timings_ms),
         q.suite, answer.confidence, evidence_answers(answer.sources, q.gold_titles, q.answer_keywords),
         grounded=answer.grounded, removed_markers=len({n for n in markers(stream.text) if n not in shown}),
+        raw_text=stream.text,
     )
 
 
@@ -123,7 +124,8 @@ def _question_record(o: Outcome) -> dict[str, Any]:
     return {
         "id": o.id, "kind": o.kind, "suite": o.suite, "question": o.question, "confidence": o.confidence,
         "evidence_answers": o.evidence_answers, "gold_titles": o.gold_titles,
-        "answer_keywords": o.answer_keywords, "retrieved": o.retrieved, "answer": o.text, "refused": o.refused,
+        "answer_keywords": o.answer_keywords, "retrieved": o.retrieved, "answer": o.text, "raw_answer": o.raw_text,
+        "refused": o.refused,
         "cited": o.cited, "fabricated": o.fabricated, "grounded": o.grounded, "removed_markers": o.removed_markers,
         "sentences": [{"text": j.text, "cites": j.cites, "supported": j.supported, "precise": j.precise()}
                       for j in o.sentences],
