@@ -464,6 +464,7 @@ def test_an_abandoned_stream_closes_its_request(fake: Fake, sources: list) -> No
     "The number of annotators is not mentioned in the sources [1].",
     "I cannot determine this from the provided sources.",
     "There is no information about sourdough in the sources.",
+    "The provided sources don’t contain the answer [2].",
 ])
 def test_refusal_in_other_words(fake: Fake, reply: str) -> None:
     answer = fake.ask(Reply(reply), question="How many annotators labelled the data in the Medusa paper?")
@@ -473,6 +474,7 @@ def test_refusal_in_other_words(fake: Fake, reply: str) -> None:
 
 def test_a_negative_statement_with_content_is_not_a_refusal(fake: Fake) -> None:
     assert not is_refusal("ShadowKV does not require retraining [1].")
+    assert not is_refusal("ShadowKV requires no additional data [1].")
     answer = fake.ask(Reply("ShadowKV does not need any retraining and keeps a low-rank key cache [1]."))
     assert not answer.refused
 

@@ -79,16 +79,16 @@ def _plain(text: str) -> str:
 
 
 _REFUSALS = (_plain(REFUSAL).rstrip("."), "the collection does not answer this")
-_NOT = r"(?:not|n't|never)"
+_NOT = r"(?:\bnot|n't|\bnever)"
 #: How models say the sources don't answer, in their own words ("The Medusa paper does not provide
 #: any information about…", "This is not mentioned in the sources", "I cannot determine…").
 _NOT_ANSWERED = re.compile(
-    rf"\b(?:{_NOT}\s+(?:\w+\s+)?(?:provide[ds]?|contain[s]?|mention(?:s|ed)?|include[ds]?|specif(?:y|ies|ied)|"
+    rf"(?:{_NOT}\s+(?:\w+\s+)?(?:provide[ds]?|contain[s]?|mention(?:s|ed)?|include[ds]?|specif(?:y|ies|ied)|"
     rf"state[ds]?|say[s]?|discuss(?:es|ed)?|address(?:es|ed)?|cover(?:s|ed)?|give[sn]?|report(?:s|ed)?|"
-    rf"answer(?:s|ed)?|describe[ds]?)\b.*\b(?:information|details?|data|mention|answer|number|figure)s?\b"
-    rf"|\b(?:is|are|was|were)\s+{_NOT}\s+(?:\w+\s+)?(?:mentioned|specified|stated|provided|given|"
+    rf"answer(?:s|ed)?|describe[ds]?)\b.*\b(?:information|details?|data|mention|answer|question|number|figure)s?\b"
+    rf"|\b(?:is|are|was|were)\s*{_NOT}\s+(?:\w+\s+)?(?:mentioned|specified|stated|provided|given|"
     rf"discussed|reported|described|available|found)\b"
-    rf"|\b(?:no|not\s+any|not\s+enough)\s+(?:\w+\s+)?(?:information|details?|data|mention|evidence)\b"
+    rf"|\b(?:no|not\s+any|not\s+enough)\s+(?:\w+\s+)?(?:information|details?|mention)\b"
     rf"|\b(?:cannot|can't|can\s+not|unable\s+to|not\s+possible\s+to)\s+(?:\w+\s+)?(?:answer|determine|"
     rf"find|tell|say|infer|know)\b|\bI\s+(?:do\s+not|don't)\s+know\b)",
     re.IGNORECASE)
@@ -103,7 +103,7 @@ def is_refusal(text: str) -> bool:
         return True
     if any(r in norm for r in _REFUSALS) and not markers(text):
         return True
-    sentences = [MARKER.sub("", s) for s in answer_sentences(text)]
+    sentences = [MARKER.sub("", s).replace("’", "'") for s in answer_sentences(text)]
     return bool(sentences) and all(_NOT_ANSWERED.search(s) for s in sentences)
 
 
