@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="eval_set", type=Path, help="eval set JSONL (default: evals/test.jsonl)")
     add_setting_flags(p, "backend", "top_k", "retrieval")
     p.add_argument("--out", type=Path, help="folder for JSON, Markdown and PNG reports")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N questions of the set (e.g. for a slow LLM)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--compare", action="store_true", help="compare retrieval modes and backends side by side")
     p.add_argument("--gate", type=Path, help="exit 1 if a metric is below the thresholds in this file")

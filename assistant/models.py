@@ -112,8 +112,9 @@ class Answer:
 
     @property
     def grounded(self) -> bool:
-        """Whether at least one sentence cites a source that was retrieved (False for refusals)."""
-        return not self.refused and bool(self.citations)
+        """Whether a sentence states something that a retrieved source it cites supports: False for
+        refusals, text citing nothing valid, bare markers and titles alone (see answering/citations.py)."""
+        return not self.refused and any(s.cites and s.supported for s in self.sentences)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, the shape of `assistant ask --json`."""

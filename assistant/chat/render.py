@@ -111,6 +111,9 @@ def render_answer(answer: Answer) -> str:
     cited = sorted(answer.citations, key=lambda c: c.n)
     refs = "".join(f'<li><span class="pa-cite">[{c.n}]</span> {esc(c.title)}</li>' for c in cited)
     parts = ['<div class="pa-msg pa-answer">', body]
+    if not answer.grounded:  # text no cited passage backs is never shown as a grounded answer
+        parts = ['<div class="pa-msg pa-answer pa-unverified"><p class="pa-unverified-head">'
+                 "Unverified: no cited paper backs this text</p>", body]
     if refs:
         parts.append(f'<ol class="pa-refs" aria-label="Cited papers">{refs}</ol>')
     if any(not s.supported for s in answer.sentences):
