@@ -7,12 +7,13 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import answering
 from .answering.citations import finalize
 from .answering.evidence import EvidenceAssessor
+from .answering.followup import Turn, plan
 from .errors import InvalidQuestionError
 from .indexing.build import IndexReport
 from .indexing.catalog import Selection
@@ -80,9 +81,8 @@ class Assistant:
         return other
 
     def _assessor(self) -> EvidenceAssessor:
-        """Scores evidence with this Assistant's model and its index's term statistics."""
-        index = self.index
-        return EvidenceAssessor(self.encoder.encode, lambda term: index.keyword().idf(term))
+        """Scores evidence with this Assistant's model and its index's vocabulary."""
+        return EvidenceAssessor(self.encoder.encode, self.index.keyword)
 
     def ensure_index(self, progress: bool = True) -> IndexReport | None:
         """Build or finish the index if it is missing, incomplete or built with other settings."""
@@ -111,13 +111,20 @@ class Assistant:
                 for n, (h, cid) in enumerate(zip(hits, best_chunks), start=1)]
 
     def answer(self, question: str, *, backend: str | None = None, top_k: int | None = None,
-               retrieval: str | None = None, filters: PaperFilter | Mapping[str, Any] | None = None) -> Answer:
-        """Answer one question; see `stream` for the streaming form and `filters`."""
-        return self.stream(question, backend=backend, top_k=top_k, retrieval=retrieval, filters=filters).answer
+               retrieval: str | None = None, history: Sequence[Answer] = (),
+               filters: PaperFilter | Mapping[str, Any] | None = None) -> Answer:
+        """Answer one question; see `stream` for the streaming form, `history` and `filters`."""
+        return self.stream(question, backend=backend, top_k=top_k, retrieval=retrieval, history=history,
+                           filters=filters).answer
 
     def stream(self, question: str, *, backend: str | None = None, top_k: int | None = None,
-               retrieval: str | None = None, filters: PaperFilter | Mapping[str, Any] | None = None) -> AnswerStream:
+               retrieval: str | None = None, history: Sequence[Answer] = (),
+               filters: PaperFilter | Mapping[str, Any] | None = None) -> AnswerStream:
         """The answer as it is written: iterate for text deltas; `.answer` is the final, checked Answer.
+
+        `history` is the conversation's earlier answers, oldest first: a follow-up ("which of them…",
+        "and its speedup?", "what about the second one?") is then answered about their papers (see
+        `answering/followup.py`, and `Conversation` for a chat kept from code).
 
         `filters` (a PaperFilter or a dict such as `{"since": "2024-12-01", "min_upvotes": 5}`)
         narrows the papers searched; without a date range, a date phrase in the question ("since
@@ -126,30 +133,64 @@ class Assistant:
         started = time.perf_counter()
         question = clean_question(question, self.settings.max_question_chars)
         check_options(backend, top_k, retrieval)
-        paper_filter, search_as = PaperFilter.parse(filters).with_question_dates(question)
         answerer = self.answerer(backend or self.settings.backend)
+        follow_up = plan(question, [Turn.of(earlier) for earlier in history])
+        paper_filter, asked = PaperFilter.parse(filters).with_question_dates(follow_up.question)
         within, applied = None, {}
-        if paper_filter.active:
+        if paper_filter.active or follow_up.paper_ids:
             self.index.require()
-            within = paper_filter.select(self.index.catalog())
+            within = paper_filter.select(self.index.catalog(), follow_up.paper_ids)
+        if paper_filter.active and within is not None:
             applied = {"applied": paper_filter.to_dict(), "understood_from": paper_filter.understood_from,
                        "matching_papers": within.papers, "note": filter_note(paper_filter, within)}
             if not within.papers:
                 return _nothing_matches(question, answerer.name, applied, started)
-        sources = answerer.fit_sources(search_as, self.retrieve(search_as, top_k, retrieval, within))
+        sources = answerer.fit_sources(asked, self.retrieve(asked, top_k, retrieval, within))
         retrieved = time.perf_counter()
 
         def check(text: str) -> Answer:
             answered = time.perf_counter()
-            result = finalize(question, text, sources, answerer.name, self.encoder.encode, self.index.titles)
-            result.confidence = self.assessor.assess(search_as, sources).confidence
+            result = finalize(asked, text, sources, answerer.name, self.encoder.encode, self.index.titles)
+            result.question = question
+            result.asked_as = follow_up.question if follow_up.question != question else None
+            result.about = list(follow_up.paper_ids)
+            result.confidence = self.assessor.assess(asked, sources).confidence
             result.filters = applied
             result.timings_ms = {"retrieval": (retrieved - started) * 1000, "answer": (answered - retrieved) * 1000,
                                  "citations": (time.perf_counter() - answered) * 1000,
                                  "total": (time.perf_counter() - started) * 1000}
             return result
 
-        return AnswerStream(answerer.stream(search_as, sources), check)
+        return AnswerStream(answerer.stream(asked, sources), check)
+
+
+class Conversation:
+    """A conversation from code: each question is answered with the answers before it, so follow-ups
+    ("which of them…", "and its speedup?") follow, as in the chat.
+
+        chat = Conversation(assistant)
+        chat.ask("Which papers shrink the KV cache?")
+        chat.ask("and which of them works without retraining?")
+    """
+
+    def __init__(self, assistant: Assistant, **options: Any) -> None:
+        self.assistant = assistant
+        self.options = options  # backend, top_k, retrieval, filters for every question
+        self.answers: list[Answer] = []
+
+    def ask(self, question: str) -> Answer:
+        """Answer the next question of the conversation."""
+        return self.stream(question).answer
+
+    def stream(self, question: str) -> AnswerStream:
+        """The next answer as it is written; it joins the conversation once it is finished."""
+        reply = self.assistant.stream(question, history=tuple(self.answers), **self.options)
+
+        def finished(_text: str) -> Answer:
+            self.answers.append(reply.answer)
+            return reply.answer
+
+        return AnswerStream(iter(reply), finished)
 
 
 def _nothing_matches(question: str, backend: str, applied: dict[str, Any], started: float) -> AnswerStream:
@@ -193,4 +234,4 @@ def stream(question: str, *, backend: str | None = None, top_k: int | None = Non
                                                          retrieval=retrieval, filters=filters)
 
 
-__all__ = ["Assistant", "answer", "shared_assistant", "stream"]
+__all__ = ["Assistant", "Conversation", "answer", "shared_assistant", "stream"]

@@ -15,7 +15,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from functools import cached_property, lru_cache
@@ -158,10 +158,15 @@ class PaperCatalog:
         return sorted(self.by_file)
 
     def select(self, published: DateRange | None = None, listed: DateRange | None = None,
-               min_upvotes: int | None = None, sources: tuple[str, ...] = ()) -> Selection:
-        """The papers matching every given condition. A paper without a (full) date fails a date
-        condition; how many papers were left out only for that is counted as `undated`."""
+               min_upvotes: int | None = None, sources: tuple[str, ...] = (),
+               paper_ids: Collection[str] = ()) -> Selection:
+        """The papers matching every given condition (`paper_ids`: among these papers only, as for
+        a follow-up). A paper without a (full) date fails a date condition; how many papers were
+        left out only for that is counted as `undated`."""
         others = np.ones(len(self), dtype=bool)
+        if paper_ids:
+            others[:] = False
+            others[[self.row[p] for p in paper_ids if p in self.row]] = True
         if min_upvotes is not None:
             others &= self.upvotes >= min_upvotes
         if sources:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import date, timedelta
 from typing import Any
@@ -134,11 +134,11 @@ class PaperFilter:
         return {k: (v.isoformat() if isinstance(v, date) else list(v) if isinstance(v, tuple) else v)
                 for k, v in asdict(self).items() if v not in (None, ()) and k != "understood_from"}
 
-    def select(self, catalog: PaperCatalog) -> Selection:
-        """The catalog's papers this filter allows."""
+    def select(self, catalog: PaperCatalog, paper_ids: Collection[str] = ()) -> Selection:
+        """The catalog's papers this filter allows (among `paper_ids` only, if given)."""
         return catalog.select(published=DateRange(self.since, self.until),
                               listed=DateRange(self.listed_since, self.listed_until),
-                              min_upvotes=self.min_upvotes, sources=self.sources)
+                              min_upvotes=self.min_upvotes, sources=self.sources, paper_ids=paper_ids)
 
     def with_question_dates(self, question: str) -> tuple[PaperFilter, str]:
         """This filter plus a published-date range understood from a date phrase of the question
