@@ -103,6 +103,9 @@ class Answer:
     #: Estimated probability (0–1) that the collection answers the question with the evidence
     #: found; low for a refusal. See `answering/evidence.py`.
     confidence: float = 0.0
+    #: The filters the papers were narrowed by (empty without filters): `applied` (the filter's
+    #: fields), `understood_from` (a date phrase of the question), `matching_papers`, `note`.
+    filters: dict[str, Any] = field(default_factory=dict)
     #: The self-contained question actually answered, when `question` was a follow-up that leaned
     #: on an earlier answer (see `answering/followup.py`); None otherwise.
     asked_as: str | None = None
@@ -138,6 +141,7 @@ class Answer:
             "sentences": [asdict(s) for s in self.sentences],
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "warnings": list(self.warnings),
+            "filters": dict(self.filters),
         }
 
 

@@ -73,6 +73,9 @@ class Settings:
     extra_paths: tuple[Path, ...] = ()
     include_bundled: bool = _setting(True, "ASSISTANT_INCLUDE_BUNDLED",
                                      "`0` indexes only your own files, not the bundled pages")
+    uploads_dir: Path | None = _setting(None, "ASSISTANT_UPLOADS_DIR", "where files added in the chat are kept; "
+                                        "every indexing run reads them, `--rebuild` keeps them",
+                                        shown="`<index dir>/uploads`")
     chat_auth: str | None = _setting(None, "ASSISTANT_CHAT_AUTH", "`user:password` login for the chat",
                                      secret=True)
     embed_threads: int = _setting(0, "ASSISTANT_EMBED_THREADS", "ONNX Runtime threads for the embedder",
@@ -117,6 +120,11 @@ class Settings:
             raise ConfigError("llm_temperature must be between 0 and 2 and llm_max_tokens at least 16")
         if self.embed_threads < 0:
             raise ConfigError(f"embed_threads must be 0 (one per CPU) or more, got {self.embed_threads}")
+
+    @property
+    def uploads_folder(self) -> Path:
+        """Where chat uploads are kept (`uploads_dir`, else `uploads` in the index folder)."""
+        return Path(self.uploads_dir or Path(self.index_dir) / "uploads")
 
     @property
     def chat_login(self) -> tuple[str, str] | None:

@@ -26,10 +26,12 @@ import re
 import sys
 import time
 from collections import Counter
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 
+from assistant.indexing.catalog import PaperCatalog
 from assistant.indexing.index import PaperIndex
 from assistant.indexing.keyword import KeywordIndex
 from assistant.indexing.store import INCOMPLETE
@@ -45,6 +47,8 @@ _WORD = re.compile(r"\b[a-z][a-z-]{3,}\b")
 _NUMBER = re.compile(r"\b\d+(?:\.\d+)?\b")
 _SYLLABLES = ("lu", "mor", "ka", "vex", "ti", "dra", "no", "sel", "qua", "rin", "po", "zen", "fal", "cor", "mi",
               "tar", "ve", "lon", "sha", "gri", "bo", "nex", "ul", "pra")
+#: Synthetic papers are listed on pages dated over three years from this day.
+SYNTHETIC_START, SYNTHETIC_DAYS = date(2023, 1, 1), 3 * 365
 _SUFFIXES = ("", "LM", "Net", "Former", "KV", "-R1", "Bench", "RL", "Flow", "Align", "X", "-VL")
 
 
@@ -139,6 +143,21 @@ class SyntheticPapers:
         return paper_id, title, chunks, np.stack(vectors).astype(np.float32)
 
 
+    def page_metadata(self, number: int) -> dict:
+        """Daily Papers page metadata like the real pages': a listed date, mostly a published date
+        a few days earlier, upvotes for some, and the page (50 papers a page) it was seen on."""
+        rng = self.rng
+        listed = SYNTHETIC_START + timedelta(days=int(rng.integers(SYNTHETIC_DAYS)))
+        meta: dict = {"page_date": f"{listed:%b} {listed.day}, {listed.year}",
+                      "pages": f"synthetic-{number // 50:04d}.txt:{number % 50 + 1}"}
+        if rng.random() < 0.9:
+            published = listed - timedelta(days=int(rng.integers(0, 10)))
+            meta["published"] = f"{published:%b} {published.day}, {published.year}"
+        if rng.random() < 0.5:
+            meta["upvotes"] = int(rng.geometric(0.1))
+        return meta
+
+
 def _name_of(title: str) -> str | None:
     """The method name of a title like 'ShadowKV: ...' (None when the title has none)."""
     head = title.split(":")[0].strip() if ":" in title else ""
@@ -164,17 +183,19 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
     fingerprint = f"synthetic-{papers}-seed{seed}-" + PaperIndex(real).store.fingerprint()
     store.set_fingerprint(INCOMPLETE)
     keyword_rows = []
+    catalog_rows: list[tuple[str, dict]] = []
     for start in range(0, len(source.rows), batch):  # the real papers, with their real vectors
         rows = source.rows[start:start + batch]
         store.collection.add(ids=[r[0] for r in rows], documents=[r[1] for r in rows],
                              metadatas=[r[2] for r in rows], embeddings=np.stack([r[3] for r in rows]))
         keyword_rows += [ScoredChunk(r[0], r[2]["paper_id"], r[2]["title"], r[1]) for r in rows]
+        catalog_rows += [(r[0], r[2]) for r in rows]
     chunks: list[Chunk] = []
     vectors: list[np.ndarray] = []
     meta: dict[str, dict] = {}
     for number in range(papers):
         paper_id, title, texts, vecs = gen.paper(number)
-        meta[paper_id] = {"page_date": "synthetic", "pages": f"synthetic:{number}"}
+        meta[paper_id] = gen.page_metadata(number)
         for position, text in enumerate(texts):
             embedded = f"{title}\n{text}"
             chunks.append(Chunk(f"{paper_id}-{position}", paper_id, title, text, embedded, position,
@@ -183,6 +204,7 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
         if len(chunks) >= batch or number == papers - 1:
             store.add(chunks, np.concatenate(vectors).tolist(), meta)
             keyword_rows += [ScoredChunk(c.chunk_id, c.paper_id, c.title, c.text) for c in chunks]
+            catalog_rows += [(c.chunk_id, {"paper_id": c.paper_id, **meta[c.paper_id]}) for c in chunks]
             chunks, vectors, meta = [], [], {}
             if progress:
                 print(f"\r  synthetic papers: {number + 1}/{papers}", end="", file=sys.stderr, flush=True)
@@ -190,6 +212,7 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
         print(file=sys.stderr)
     written = time.perf_counter()
     KeywordIndex(keyword_rows, fingerprint).save(index.keyword_dir)
+    PaperCatalog.from_metadata(catalog_rows, fingerprint).save(index.catalog_path)
     store.set_fingerprint(fingerprint)
     return {"papers": papers + len(source.papers), "synthetic_papers": papers, "real_papers": len(source.papers),
             "chunks": store.count(), "write_s": round(written - started, 1),

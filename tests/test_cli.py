@@ -197,3 +197,30 @@ def test_chat_listens_on_loopback_unless_told(capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit) as exc:
         cli.main(["chat", "--help"])
     assert exc.value.code == 0 and "default 127.0.0.1" in capsys.readouterr().out
+
+
+def test_cli_filter_nothing_matches_is_a_refusal_that_says_so(ask: Callable) -> None:
+    code, out, err = ask(QUESTION, "--since", "2031", "--min-upvotes", "1", "--json")
+    result = json.loads(out)
+    assert (code, err) == (0, "")
+    assert result["refused"] and result["citations"] == [] and result["sources"] == []
+    assert result["answer"].startswith("No paper matches the filters")
+    assert result["filters"]["applied"] == {"since": "2031-01-01", "min_upvotes": 1}
+    assert result["filters"]["matching_papers"] == 0
+
+
+def test_cli_filters_narrow_the_papers_and_say_so(ask: Callable, assistant: Assistant) -> None:
+    page = assistant.answer(QUESTION).sources[0].metadata["pages"].split(":")[0]
+    code, out, err = ask(QUESTION, "--source", page, "--source", "no-such-file")
+    assert code == 0 and err == ""
+    note, answer = out.split("\n\n", 1)
+    assert note.startswith(f"Searched only papers from files matching '{page}' or 'no-such-file': ")
+    assert "ShadowKV" in answer
+
+
+@pytest.mark.parametrize(("args", "words"), [(["--since", "2024-13"], "since '2024-13' is not a real date"),
+                                             (["--until", "May"], "until must be a date like 2024-12-01"),
+                                             (["--since", "2025", "--until", "2024"], "after the end of the range")])
+def test_cli_bad_filter_exits_2_with_one_line(ask: Callable, args: list[str], words: str) -> None:
+    code, out, err = ask(QUESTION, *args)
+    assert code == cli.EXIT_BAD_INPUT and out == "" and words in err and err.count("\n") == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ from typing import Any
 import gradio as gr
 
 from ..answering import configured_backends
+from ..corpus.parse import MAX_FILE_BYTES, SUPPORTED_SUFFIXES
 from ..errors import AssistantError
+from ..indexing.uploads import add_upload
 from ..models import Answer
 from ..pipeline import Assistant
 from ..settings import Settings, env_var
@@ -29,6 +32,7 @@ from .render import (
     render_pending,
     render_sources,
     render_streaming,
+    render_upload,
 )
 
 log = logging.getLogger(__name__)
@@ -71,20 +75,25 @@ SCROLL_TO_EVIDENCE = """() => requestAnimationFrame(() => {
 ChatOutput = tuple[str, str, dict[str, Any] | None, list[Answer]]
 
 
-Responder = Callable[[str, list[dict[str, Any]], str, float, list[Answer]], Iterator[ChatOutput]]
+Responder = Callable[..., Iterator[ChatOutput]]
 
 
 def make_responder(assistant: Assistant) -> Responder:
     """The ChatInterface function: yields (bubble HTML, sources HTML, answer dict, earlier answers) as
-    the answer streams. The session's earlier answers make follow-ups follow (answering/followup.py)."""
+    the answer streams. The session's earlier answers make follow-ups follow (answering/followup.py);
+    the arguments after them are the filter controls (all optional)."""
 
-    def respond(message: str, history: list[dict[str, Any]], backend: str, top_k: float,
-                earlier: list[Answer]) -> Iterator[ChatOutput]:
+    def respond(message: str, history: list[dict[str, Any]], backend: str, top_k: float, earlier: list[Answer],
+                since: str = "", until: str = "", listed_since: str = "", listed_until: str = "",
+                min_upvotes: float | None = None, sources: list[str] | None = None) -> Iterator[ChatOutput]:
         text = message if isinstance(message, str) else str(message or "")
         earlier = list(earlier or [])
         yield render_pending(), SOURCES_PENDING, None, earlier
         try:
-            answer = assistant.stream(text, backend=backend, top_k=int(top_k), history=earlier[-MAX_TURNS:])
+            filters = _filters({"since": since, "until": until, "listed_since": listed_since,
+                                "listed_until": listed_until, "min_upvotes": min_upvotes, "sources": sources})
+            answer = assistant.stream(text, backend=backend, top_k=int(top_k), history=earlier[-MAX_TURNS:],
+                                      filters=filters)
             for _ in answer:
                 yield render_streaming(answer.text), SOURCES_PENDING, None, earlier
             final = answer.answer
@@ -97,6 +106,62 @@ def make_responder(assistant: Assistant) -> Responder:
             yield render_error(exc), SOURCES_EMPTY, {"error": type(exc).__name__, "kind": "internal"}, earlier
 
     return respond
+
+
+def _filters(values: dict[str, Any]) -> dict[str, Any]:
+    """The filter controls' values as `Assistant.stream` takes them (empty controls left out)."""
+    upvotes = values.get("min_upvotes")
+    if isinstance(upvotes, float) and upvotes.is_integer():
+        values["min_upvotes"] = int(upvotes)  # gr.Number gives a float
+    return {k: v for k, v in values.items() if v not in (None, "", [])}
+
+
+UploadOutput = tuple[Any, Any, Any]
+#: Gradio shows the progress of tqdm bars (the build's embedding bar) made while a handler runs.
+TRACK_PROGRESS = gr.Progress(track_tqdm=True)
+
+
+def make_uploader(assistant: Assistant) -> Callable[..., Iterator[UploadOutput]]:
+    """The upload handler: yields (status HTML, header HTML, source-filter choices) while a file is
+    checked, kept in the uploads folder and indexed (Gradio shows the embedding progress)."""
+    one_at_a_time = threading.Lock()
+
+    def add_papers(file: str | None, progress: gr.Progress = TRACK_PROGRESS) -> Iterator[UploadOutput]:
+        if not file:
+            return
+        name = Path(file).name
+        yield render_upload(f"Checking {name}…", state="working"), gr.skip(), gr.skip()
+        with one_at_a_time:
+            try:
+                upload = add_upload(Path(file), assistant.settings.uploads_folder)
+            except AssistantError as exc:
+                yield render_upload(str(exc), state="failed"), gr.skip(), gr.skip()
+                return
+            papers, problems = len(upload.corpus.papers), upload.problem_lines()
+            yield render_upload(f"Indexing {papers} paper(s) from {name}…", problems, state="working"), \
+                gr.skip(), gr.skip()
+            try:
+                report = assistant.index.build(progress=True)
+            except AssistantError as exc:
+                yield render_upload(f"{name} is kept in {upload.path.parent} and will be indexed by the next "
+                                    f"indexing run, but indexing it now failed: {exc}", state="failed"), \
+                    gr.skip(), gr.skip()
+                return
+        log.info("added %s: %d papers, %d chunks embedded", upload.path, papers, report.added)
+        done = (f"Added {papers} paper(s) from {name} ({report.added} chunk(s) embedded); ask about them now."
+                if report.added else f"The {papers} paper(s) in {name} were already indexed (same titles).")
+        yield (render_upload(done, problems),
+               HEADER.format(papers=_paper_count(assistant)), gr.update(choices=_source_choices(assistant)))
+
+    return add_papers
+
+
+def _source_choices(assistant: Assistant) -> list[tuple[str, str]]:
+    """The source filter's choices: each file papers were read from, shown by its name."""
+    try:
+        return [(Path(f).name, f) for f in assistant.index.catalog().files]
+    except AssistantError:
+        return []
 
 
 def _paper_count(assistant: Assistant) -> str:
@@ -115,9 +180,12 @@ def build_app(assistant: Assistant, backends: list[str] | None = None) -> gr.Blo
         backends.append(default_backend)
     with gr.Blocks(title="Papers assistant") as app:
         with gr.Row(elem_id="pa-top"):
-            gr.HTML(HEADER.format(papers=_paper_count(assistant)), scale=5)
+            header = gr.HTML(HEADER.format(papers=_paper_count(assistant)), scale=5)
+            upload = gr.UploadButton("Add papers", file_types=sorted(SUPPORTED_SUFFIXES), file_count="single",
+                                     size="md", scale=0, min_width=120, elem_id="pa-add-papers")
             new_chat = gr.Button("New chat", variant="secondary", size="md", scale=0, min_width=110,
                                  elem_id="pa-new-chat")
+        upload_status = gr.HTML("", elem_id="pa-upload-status")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=340):
                 with gr.Row(elem_id="pa-controls"):
@@ -125,6 +193,23 @@ def build_app(assistant: Assistant, backends: list[str] | None = None) -> gr.Blo
                                           interactive=len(backends) > 1, scale=2, min_width=150)
                     top_k = gr.Slider(1, MAX_TOP_K, value=min(assistant.settings.top_k, MAX_TOP_K), step=1,
                                       label="Papers retrieved", scale=3, min_width=200)
+                with gr.Accordion("Filters", open=False, elem_id="pa-filters"):
+                    with gr.Row():
+                        since = gr.DateTime("", label="Published since", include_time=False, type="string",
+                                            min_width=200, elem_id="pa-since")
+                        until = gr.DateTime("", label="Published until", include_time=False, type="string",
+                                            min_width=200, elem_id="pa-until")
+                        min_upvotes = gr.Number(label="Min upvotes", precision=0, minimum=0, min_width=110,
+                                                elem_id="pa-min-upvotes")
+                    with gr.Row():
+                        listed_since = gr.DateTime("", label="Listed since", include_time=False, type="string",
+                                                   min_width=200, elem_id="pa-listed-since")
+                        listed_until = gr.DateTime("", label="Listed until", include_time=False, type="string",
+                                                   min_width=200, elem_id="pa-listed-until")
+                        sources_filter = gr.Dropdown(_source_choices(assistant), value=[], multiselect=True,
+                                                     allow_custom_value=True, label="Source files", min_width=200,
+                                                     elem_id="pa-source-files")
+                filter_inputs = [since, until, listed_since, listed_until, min_upvotes, sources_filter]
                 sources = gr.HTML(SOURCES_EMPTY, elem_id="pa-sources", render=False)
                 details = gr.JSON(visible=False, render=False)
                 earlier = gr.State([])
@@ -137,15 +222,17 @@ def build_app(assistant: Assistant, backends: list[str] | None = None) -> gr.Blo
                     ),
                     textbox=gr.Textbox(placeholder="Ask a question about the papers…", autofocus=True,
                                        submit_btn=True, stop_btn=True, max_lines=6),
-                    additional_inputs=[backend, top_k, earlier],
+                    additional_inputs=[backend, top_k, earlier, *filter_inputs],
                     additional_outputs=[sources, details, earlier],
-                    examples=[[q, None, None, None] for q in EXAMPLES],
+                    examples=[[q] + [None] * (3 + len(filter_inputs)) for q in EXAMPLES],
                     api_name="chat",
                     fill_height=False,
                 )
             with gr.Column(scale=2, min_width=300, elem_id="pa-sources-col"):
                 sources.render()
                 details.render()
+        upload.upload(make_uploader(assistant), inputs=upload, outputs=[upload_status, header, sources_filter],
+                      api_name="add_papers", concurrency_limit=1)
         sources.change(None, js=SCROLL_TO_EVIDENCE, api_visibility="undocumented", queue=False)
         chat.chatbot.clear(lambda: (SOURCES_EMPTY, None, []), outputs=[sources, details, earlier],
                            api_visibility="undocumented", queue=False)
@@ -161,7 +248,7 @@ def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, *,
     _, url, _ = app.launch(
         server_name=host, server_port=port, auth=auth, share=False, prevent_thread_lock=not block,
         theme=THEME, css=CSS, footer_links=["api", "settings"], ssr_mode=False, quiet=not block,
-        show_error=False, mcp_server=False,
+        show_error=False, mcp_server=False, max_file_size=MAX_FILE_BYTES,
     )
     return url
 

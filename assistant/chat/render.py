@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from urllib.parse import urlparse
 
 from ..answering.citations import MARKER, marker_numbers, markers
@@ -110,10 +110,10 @@ def render_answer(answer: Answer) -> str:
     body = _mark_sentences(answer.text, answer.sentences, titles)
     cited = sorted(answer.citations, key=lambda c: c.n)
     refs = "".join(f'<li><span class="pa-cite">[{c.n}]</span> {esc(c.title)}</li>' for c in cited)
-    parts = ['<div class="pa-msg pa-answer">', body]
+    parts = ['<div class="pa-msg pa-answer">', _filter_note(answer), body]
     if not answer.grounded:  # text no cited passage backs is never shown as a grounded answer
         parts = ['<div class="pa-msg pa-answer pa-unverified"><p class="pa-unverified-head">'
-                 "Unverified: no cited paper backs this text</p>", body]
+                 "Unverified: no cited paper backs this text</p>", _filter_note(answer), body]
     if refs:
         parts.append(f'<ol class="pa-refs" aria-label="Cited papers">{refs}</ol>')
     if any(not s.supported for s in answer.sentences):
@@ -133,7 +133,7 @@ def render_refusal(answer: Answer) -> str:
             if searched else "")
     return _one_line([
         '<div class="pa-msg pa-refusal"><p class="pa-refusal-head">Not answered by the collection</p>',
-        f"<p>{esc(answer.text)}</p>",
+        _filter_note(answer), f"<p>{esc(answer.text)}</p>",
         f'<p class="pa-hint">{hint}Try naming the paper or method, or rephrase the question.</p>',
         _meta_line(answer), _follow_up(answer), "</div>",
     ])
@@ -159,6 +159,21 @@ def render_error(error: Exception) -> str:
         f'<div class="pa-msg pa-error" role="alert"><p class="pa-error-head">{esc(head)}</p>',
         f"<p>{esc(message)}</p>", f'<p class="pa-hint">{hint}</p>' if hint else "", "</div>",
     ])
+
+
+def _filter_note(answer: Answer) -> str:
+    """Which papers the filters left to search (when none, the answer's own text says so)."""
+    if not answer.filters.get("matching_papers"):
+        return ""
+    return f'<p class="pa-filter">{esc(answer.filters["note"])}</p>'
+
+
+def render_upload(message: str, problems: Sequence[str] = (), *, state: str = "done") -> str:
+    """The upload status: working, done (with the lines skipped) or failed."""
+    items = "".join(f"<li>{esc(p)}</li>" for p in problems)
+    skipped = f'<details class="pa-skipped"><summary>{len(problems)} skipped</summary><ul>{items}</ul></details>'
+    return _one_line([f'<div class="pa-upload pa-upload-{state}" role="status"><p>{esc(message)}</p>',
+                      skipped if problems else "", "</div>"])
 
 
 def follow_up_note(answer: Answer) -> str | None:

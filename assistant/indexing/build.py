@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any
 from ..corpus.parse import ParseProblem, is_indexable, load_corpus
 from ..errors import CorpusError, IndexProblemError
 from ..models import PROVENANCE_KEY, RESERVED_METADATA, Chunk, Paper
+from .catalog import PaperCatalog
 from .chunking import chunk_papers
 from .embedding import Encoder
 from .keyword import KeywordIndex
 from .repair import remove_index_files
 from .store import INCOMPLETE, IndexStore
+from .uploads import uploaded_files
 
 if TYPE_CHECKING:  # index.py runs the build and imports this module
     from .index import PaperIndex
@@ -106,7 +108,8 @@ def build(index: PaperIndex, paths: Sequence[str | Path] = (), *, rebuild: bool 
         remembered = list(sources)
         new_paths = [str(Path(p).resolve()) for p in paths]
         sources += [p for p in new_paths + [str(p) for p in settings.extra_paths] if p not in sources]
-        corpus = load_corpus(sources, include_bundled=settings.include_bundled)
+        uploads = [str(p) for p in uploaded_files(settings.uploads_folder)]  # read anew by every run
+        corpus = load_corpus(sources + uploads, include_bundled=settings.include_bundled)
         report.papers, report.entries = len(corpus.papers), corpus.entries
         report.duplicates_merged, report.files_read = corpus.duplicates_merged, corpus.files_read
         report.problems = corpus.problems
@@ -134,12 +137,12 @@ def build(index: PaperIndex, paths: Sequence[str | Path] = (), *, rebuild: bool 
         stale = [cid for cid in stored if cid not in current]
         report.added, report.unchanged, report.removed = len(todo), len(chunks) - len(todo), len(stale)
         fingerprint = _fingerprint(chunks)
+        paper_meta = {p.paper_id: _flat_metadata(p) for p in corpus.papers}
         if todo or stale or store.fingerprint() != fingerprint:
             store.set_fingerprint(INCOMPLETE)
             store.set_sources(sources)  # first, so that a run after a crash knows what to finish
             t = time.perf_counter()
-            _embed_and_store(store, todo, {p.paper_id: _flat_metadata(p) for p in corpus.papers},
-                             encoder, progress, renew)
+            _embed_and_store(store, todo, paper_meta, encoder, progress, renew)
             report.seconds["embed+store"] = time.perf_counter() - t
             store.delete(stale)
             store.set_fingerprint(fingerprint)
@@ -148,6 +151,9 @@ def build(index: PaperIndex, paths: Sequence[str | Path] = (), *, rebuild: bool 
             t = time.perf_counter()
             KeywordIndex(store.all_chunks(), fingerprint).save(kw)
             report.seconds["keyword"] = time.perf_counter() - t
+        if PaperCatalog.load(index.catalog_path, fingerprint) is None:
+            PaperCatalog.from_metadata(((c.chunk_id, {"paper_id": c.paper_id, **paper_meta[c.paper_id]})
+                                        for c in chunks), fingerprint).save(index.catalog_path)
         report.seconds["total"] = time.perf_counter() - started
     return report
 
