@@ -131,6 +131,18 @@ class Answer:
             "warnings": list(self.warnings),
         }
 
+    def to_markdown(self) -> str:
+        """The question, the answer and one reference line per cited paper, as Markdown."""
+        from .export import to_markdown
+
+        return to_markdown(self)
+
+    def to_bibtex(self) -> str:
+        """One BibTeX `@misc` entry per cited paper (empty for a refusal)."""
+        from .export import to_bibtex
+
+        return to_bibtex(self)
+
 
 class AnswerStream:
     """One answer in the making: iterate it for the text deltas as the backend writes them; `answer`
