@@ -15,6 +15,8 @@ from typing import Any
 
 from . import offline  # noqa: F401
 from .errors import AssistantError, CorpusError, InvalidQuestionError
+from .export import FORMATS as EXPORT_FORMATS
+from .export import export
 from .settings import Settings, cli_flags
 from .text import without_control
 
@@ -42,8 +44,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
     assistant = Assistant(settings)
     assistant.ensure_index()  # a question never builds the index on its own
     result = assistant.answer(args.question)
-    if args.json:
+    fmt = "json" if args.json else args.format
+    if fmt == "json":
         print(json.dumps(result.to_dict(), ensure_ascii=False))
+        return 0
+    if fmt != "text":
+        if fmt == "bibtex" and not result.citations:
+            print("note: the answer cites no papers, so there is no BibTeX", file=sys.stderr)
+        print(terminal_safe(export(result, fmt)), end="")
         return 0
     print(terminal_safe(result.text))
     if result.citations:
@@ -106,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", parents=[common], help="answer one question")
     p.add_argument("question")
     add_setting_flags(p, "backend", "top_k", "retrieval")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--format", choices=("text", *EXPORT_FORMATS), default="text",
+                   help="text (default), json (one object), markdown (answer and references) or bibtex")
+    p.add_argument("--json", action="store_true", help="the same as --format json")
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("chat", parents=[common], help="start the Gradio chat")

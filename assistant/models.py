@@ -131,6 +131,18 @@ class Answer:
             "warnings": list(self.warnings),
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Answer:
+        """The Answer a `to_dict()` dict describes (for surfaces that hold only the dict, as the chat)."""
+        sources = []
+        for s in data["sources"]:
+            meta = {k: v for k, v in s.get("metadata", {}).items() if k not in ("dense", "keyword")}
+            sources.append(Source(s["n"], s["title"], s["paper_id"], s["text"], s["score"], meta,
+                                  dense=s.get("dense", 0.0), keyword=s.get("keyword", 0.0)))
+        return cls(data["question"], data["answer"], data["refused"], [Citation(**c) for c in data["citations"]],
+                   sources, data["backend"], [SentenceSupport(**s) for s in data.get("sentences", [])],
+                   dict(data.get("timings_ms", {})), list(data.get("warnings", [])), data.get("confidence", 0.0))
+
     def to_markdown(self) -> str:
         """The question, the answer and one reference line per cited paper, as Markdown."""
         from .export import to_markdown

@@ -7,9 +7,11 @@ All HTML is built in chat_render.py, which escapes every piece of corpus or answ
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ import gradio as gr
 from ..answering import configured_backends
 from ..answering.followup import condense, user_questions
 from ..errors import AssistantError
+from ..export import export
+from ..models import Answer
 from ..pipeline import Assistant
 from ..settings import Settings, env_var
 from .render import (
@@ -93,6 +97,28 @@ def make_responder(assistant: Assistant) -> Responder:
     return respond
 
 
+def _export_file(answer: Answer, fmt: str, name: str) -> str:
+    """Write the answer in `fmt` to a file named `name` (in a folder named by its content, so the same
+    answer is written once) and return its path for a download button."""
+    text = export(answer, fmt)
+    folder = Path(tempfile.gettempdir()) / "papers-assistant-exports" / hashlib.sha256(text.encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def export_buttons(details: dict[str, Any] | None) -> tuple[gr.DownloadButton, gr.DownloadButton]:
+    """The download buttons for the last answer: Markdown for any answer or refusal, BibTeX when it
+    cites papers; hidden before an answer and after an error."""
+    if not details or "error" in details:
+        return gr.DownloadButton(value=None, visible=False), gr.DownloadButton(value=None, visible=False)
+    answer = Answer.from_dict(details)
+    bibtex = _export_file(answer, "bibtex", "references.bib") if answer.citations else None
+    return (gr.DownloadButton(value=_export_file(answer, "markdown", "answer.md"), visible=True),
+            gr.DownloadButton(value=bibtex, visible=bibtex is not None))
+
+
 def _paper_count(assistant: Assistant) -> str:
     try:
         return str(len({c.paper_id for c in assistant.index.keyword().chunks}))
@@ -139,7 +165,14 @@ def build_app(assistant: Assistant, backends: list[str] | None = None) -> gr.Blo
             with gr.Column(scale=2, min_width=300, elem_id="pa-sources-col"):
                 sources.render()
                 details.render()
+                with gr.Row(elem_id="pa-downloads"):
+                    markdown_file = gr.DownloadButton("Download answer (Markdown)", visible=False, size="sm",
+                                                      variant="secondary", elem_id="pa-download-markdown")
+                    bibtex_file = gr.DownloadButton("Download references (BibTeX)", visible=False, size="sm",
+                                                    variant="secondary", elem_id="pa-download-bibtex")
         sources.change(None, js=SCROLL_TO_EVIDENCE, api_visibility="undocumented", queue=False)
+        details.change(export_buttons, inputs=details, outputs=[markdown_file, bibtex_file],
+                       api_visibility="undocumented", queue=False)
         chat.chatbot.clear(lambda: (SOURCES_EMPTY, None), outputs=[sources, details],
                            api_visibility="undocumented", queue=False)
         new_chat.click(lambda: ([], [], SOURCES_EMPTY, None),
