@@ -1,4 +1,4 @@
-"""The `assistant` command: index, ask, chat, eval. A thin layer over the Python API.
+"""The `assistant` command: index, ask, chat, eval, mcp, doctor. A thin layer over the Python API.
 
 Exit status: 0 success (an answer or a refusal), 1 failure (backend, index), 2 bad input,
 3 indexing finished but some inputs were skipped (partial success).
@@ -76,6 +76,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from .mcp_server import serve_stdio
+
+    serve_stdio(_settings(args))
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evals.run import run_cli
 
@@ -124,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     add_setting_flags(p, "backend")
     p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("mcp", parents=[common], help="serve the tools ask and search_papers over MCP (stdio)")
+    add_setting_flags(p, "backend", "top_k", "retrieval")
+    p.set_defaults(func=cmd_mcp)
 
     p = sub.add_parser("eval", parents=[common], help="run the citation evals")
     p.add_argument("--set", dest="eval_set", type=Path, help="eval set JSONL (default: evals/test.jsonl)")

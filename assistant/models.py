@@ -67,6 +67,13 @@ class Source:
     dense: float = 0.0
     keyword: float = 0.0
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict, as in `Answer.to_dict()["sources"]`."""
+        return {"n": self.n, "title": self.title, "paper_id": self.paper_id, "text": self.text,
+                "score": round(self.score, 4), "dense": self.dense, "keyword": self.keyword,
+                # dense and keyword stay in metadata too: readers of earlier output look there
+                "metadata": {"dense": self.dense, "keyword": self.keyword, **self.metadata}}
+
 
 @dataclass
 class Citation:
@@ -116,13 +123,7 @@ class Answer:
             "answer": self.text,
             "refused": self.refused,
             "citations": [asdict(c) for c in self.citations],
-            "sources": [
-                {"n": s.n, "title": s.title, "paper_id": s.paper_id, "text": s.text,
-                 "score": round(s.score, 4), "dense": s.dense, "keyword": s.keyword,
-                 # dense and keyword stay in metadata too: readers of earlier output look there
-                 "metadata": {"dense": s.dense, "keyword": s.keyword, **s.metadata}}
-                for s in self.sources
-            ],
+            "sources": [s.to_dict() for s in self.sources],
             "backend": self.backend,
             "confidence": round(self.confidence, 4),
             "grounded": self.grounded,
