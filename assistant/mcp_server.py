@@ -25,7 +25,7 @@ INSTRUCTIONS = (
     "collection does not answer; `search_papers` returns the best-matching papers with their passages."
 )
 TopK = Annotated[int | None, Field(ge=1, le=MAX_TOP_K, description="papers to retrieve (default: the server's)")]
-READ_ONLY = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
+READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
 
 def build_server(assistant: Assistant) -> MCPServer:
