@@ -169,19 +169,37 @@ class ChatAnswerer:
                 raise BackendError(f"{self.where} returned an empty answer")
             return
 
+    def available_models(self) -> list[str]:
+        """The models the server lists (`assistant doctor` checks ours is there); BackendError when
+        the server cannot be reached or refuses."""
+        try:
+            return self._list_models()
+        except BackendError as exc:
+            if not self._redact(exc):
+                raise
+            raise exc from None
+
     def _redacted(self, messages: Messages) -> Iterator[str]:
         """`_complete`, with the secrets cut out of its errors (a server may echo the key back)."""
         try:
             yield from self._complete(messages)
         except BackendError as exc:
-            message = str(exc)
-            for secret in self.secrets:
-                message = message.replace(secret, "[redacted]")
-            if message == str(exc):
+            if not self._redact(exc):
                 raise
-            exc.args = (message,)
             raise exc from None  # the client's own exception would still carry the secret
+
+    def _redact(self, exc: BackendError) -> bool:
+        """Cut the secrets out of an error's message; whether there were any."""
+        message = original = str(exc)
+        for secret in self.secrets:
+            message = message.replace(secret, "[redacted]")
+        exc.args = (message,)
+        return message != original
 
     def _complete(self, messages: Messages) -> Iterator[str]:
         """Send the chat request and yield text deltas; implemented by each backend."""
+        raise NotImplementedError
+
+    def _list_models(self) -> list[str]:
+        """Ask the server for its models; implemented by each backend."""
         raise NotImplementedError

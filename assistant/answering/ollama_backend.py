@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 
 import httpx
 
@@ -44,9 +44,7 @@ class OllamaAnswerer(ChatAnswerer):
         self.options = {"num_ctx": self.context_tokens, "temperature": 0}
 
     def _complete(self, messages: Messages) -> Iterator[str]:
-        import ollama
-
-        try:
+        with self._errors():
             if self.streaming:
                 parts = self.client.chat(self.model, messages, stream=True, options=self.options)
                 # closes the HTTP stream if the reader stops early (a generator, typed as an Iterator)
@@ -55,6 +53,18 @@ class OllamaAnswerer(ChatAnswerer):
                         yield part.message.content or ""
                 return
             yield self.client.chat(self.model, messages, stream=False, options=self.options).message.content or ""
+
+    def _list_models(self) -> list[str]:
+        with self._errors():
+            return [str(model.model) for model in self.client.list().models]
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """The client's exceptions as BackendError (RateLimited for 429 and 503), each one line."""
+        import ollama
+
+        try:
+            yield
         except ollama.ResponseError as exc:
             if exc.status_code in (429, 503):
                 raise RateLimited(f"HTTP {exc.status_code}: {one_line(exc.error)}") from exc

@@ -4,6 +4,7 @@ llama.cpp server, LM Studio, ...) via OPENAI_BASE_URL. Streams with server-sent 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, cast
 
 from ..errors import BackendError
@@ -52,11 +53,9 @@ class OpenAIAnswerer(ChatAnswerer):
         self.client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=self.timeout_s, max_retries=0)
 
     def _complete(self, messages: Messages) -> Iterator[str]:
-        import openai
-
         # Our messages are plain role/content dicts; the SDK types them as one TypedDict per role.
         sent = cast("list[ChatCompletionMessageParam]", messages)
-        try:
+        with self._errors():
             if self.streaming:
                 with self.client.chat.completions.create(model=self.model, messages=sent, stream=True) as events:
                     for chunk in events:
@@ -64,6 +63,18 @@ class OpenAIAnswerer(ChatAnswerer):
                 return
             completion = self.client.chat.completions.create(model=self.model, messages=sent, stream=False)
             yield self._text(completion, "message")
+
+    def _list_models(self) -> list[str]:
+        with self._errors():
+            return [model.id for model in self.client.models.list()]
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """The client's exceptions as BackendError (RateLimited for 429 and 503), each one line."""
+        import openai
+
+        try:
+            yield
         except openai.RateLimitError as exc:
             raise RateLimited(_status_message(exc), _retry_after(exc)) from exc
         except openai.APITimeoutError as exc:
