@@ -76,6 +76,17 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import problems, run_checks, table
+
+    checks = run_checks(_settings(args))
+    for line in table(checks):
+        print(terminal_safe(line))
+    for line in problems(checks):
+        print(terminal_safe(line), file=sys.stderr)
+    return EXIT_FAILURE if problems(checks) else 0
+
+
 def cmd_mcp(args: argparse.Namespace) -> int:
     from .mcp_server import serve_stdio
 
@@ -131,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     add_setting_flags(p, "backend")
     p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("doctor", parents=[common], help="check the model, the index and the configured servers")
+    add_setting_flags(p, "backend")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("mcp", parents=[common], help="serve the tools ask and search_papers over MCP (stdio)")
     add_setting_flags(p, "backend", "top_k", "retrieval")

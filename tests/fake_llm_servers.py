@@ -4,6 +4,8 @@
   server-sent events (`data: {chat.completion.chunk}` … `data: [DONE]`), chunked transfer encoding.
 - Ollama: `POST /api/chat`, one JSON object with `"stream": false`, else NDJSON lines ending with
   `"done": true`; errors as `{"error": "..."}`.
+- Model lists: `GET /v1/models` (OpenAI) and `GET /api/tags` (Ollama, names tagged `:latest`) list
+  `models`.
 
 Each request takes the next scripted `Reply` (the last one repeats) and is recorded in `requests`.
 """
@@ -65,6 +67,7 @@ class FakeLLMServer:
             raise ValueError(f"unknown protocol {protocol!r}")
         self.protocol = protocol
         self.requests: list[Received] = []
+        self.models = ["test-model"]               # what the model list shows
         self.finished = 0                          # responses sent completely
         self._replies: list[Reply] = [Reply("Fine [1].")]
         self._lock = threading.Lock()
@@ -126,6 +129,17 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, *args: Any) -> None:  # keep test output quiet
             pass
+
+        def do_GET(self) -> None:
+            if server.protocol == "openai" and self.path == "/v1/models":
+                self._send_json(200, {"object": "list", "data": [
+                    {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in server.models]})
+            elif server.protocol == "ollama" and self.path == "/api/tags":
+                self._send_json(200, {"models": [
+                    {"name": f"{m}:latest", "model": f"{m}:latest", "modified_at": "2026-01-01T00:00:00Z",
+                     "size": 1, "digest": "0" * 64, "details": {}} for m in server.models]})
+            else:
+                self._send_json(404, _error_body(server.protocol, f"no route {self.path}"))
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
