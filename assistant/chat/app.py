@@ -163,13 +163,13 @@ def build_app(assistant: Assistant, backends: list[str] | None = None) -> gr.Blo
                     fill_height=False,
                 )
             with gr.Column(scale=2, min_width=300, elem_id="pa-sources-col"):
-                sources.render()
-                details.render()
                 with gr.Row(elem_id="pa-downloads"):
                     markdown_file = gr.DownloadButton("Download answer (Markdown)", visible=False, size="sm",
                                                       variant="secondary", elem_id="pa-download-markdown")
                     bibtex_file = gr.DownloadButton("Download references (BibTeX)", visible=False, size="sm",
                                                     variant="secondary", elem_id="pa-download-bibtex")
+                sources.render()
+                details.render()
         sources.change(None, js=SCROLL_TO_EVIDENCE, api_visibility="undocumented", queue=False)
         details.change(export_buttons, inputs=details, outputs=[markdown_file, bibtex_file],
                        api_visibility="undocumented", queue=False)
