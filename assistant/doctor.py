@@ -7,9 +7,6 @@ would reach beyond this machine. Only what is configured is contacted; nothing i
 
 from __future__ import annotations
 
-import hashlib
-import ipaddress
-import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -17,7 +14,7 @@ from pathlib import Path
 from typing import cast
 from urllib.parse import urlsplit
 
-from . import answering
+from . import answering, offline
 from .answering.llm import ChatAnswerer
 from .answering.openai_backend import OPENAI_URL
 from .errors import AssistantError
@@ -26,11 +23,6 @@ from .settings import Settings, env_var
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "-"
 #: Seconds to wait for a server in a check (the settings' LLM timeout is for long answers).
 CHECK_TIMEOUT_S = 5.0
-#: The BPE files tiktoken reads (and would download without its cache): cl100k_base for chunking and
-#: LLM context fitting. tiktoken names a cached file by the SHA-1 of its download URL.
-TIKTOKEN_FILES = {"cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"}
-#: Variables `offline.py` sets (unless the user set them otherwise) and the values that keep libraries quiet.
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False", "GRADIO_ANALYTICS_ENABLED": "False"}
 
 
 @dataclass
@@ -69,15 +61,9 @@ def check_tokenizer() -> Check:
 
 def check_tiktoken() -> Check:
     """tiktoken's BPE files are in its cache folder, so it will not download them."""
-    folder = os.environ.get("TIKTOKEN_CACHE_DIR")
-    if not folder:
-        return Check("tiktoken cache", FAIL, "TIKTOKEN_CACHE_DIR is unset: tiktoken would download its files; "
-                     "is llama-index-core installed?")
-    missing = [name for name, url in TIKTOKEN_FILES.items()
-               if not (Path(folder) / hashlib.sha1(url.encode()).hexdigest()).is_file()]
-    if missing:
-        return Check("tiktoken cache", FAIL, f"{', '.join(missing)} not in {folder}: tiktoken would download it")
-    return Check("tiktoken cache", OK, f"{', '.join(TIKTOKEN_FILES)} in {folder}")
+    if problem := offline.tiktoken_problem():
+        return Check("tiktoken cache", FAIL, problem)
+    return Check("tiktoken cache", OK, f"{', '.join(offline.TIKTOKEN_FILES)} in {offline.tiktoken_cache()}")
 
 
 def check_chroma_server(settings: Settings) -> Check:
@@ -153,15 +139,14 @@ def remote_destinations(settings: Settings) -> list[str]:
         if issubclass(backend, ChatAnswerer) and backend.configured(settings):
             url = settings.openai_base_url or OPENAI_URL if name == "openai" else settings.ollama_host
             places.append((str(url), f"{name} backend"))
-    return [f"{_host(url)} ({what})" for url, what in places if not _is_local(_host(url))]
+    return [f"{_host(url)} ({what})" for url, what in places if not offline.is_loopback(_host(url))]
 
 
 def check_network(settings: Settings) -> Check:
     """Whether anything would leave this machine: configured servers elsewhere, or telemetry, hub or
     tiktoken downloads switched back on in the environment."""
     remote = remote_destinations(settings)
-    unguarded = [f"{var}={os.environ.get(var)}" for var, value in OFFLINE_ENV.items()
-                 if os.environ.get(var, "").lower() != value.lower()]
+    unguarded = offline.switched_back_on()
     if not remote and not unguarded:
         return Check("network", OK, "offline: nothing configured leaves this machine; telemetry and downloads off")
     reasons = ([f"questions and passages go to {', '.join(remote)}"] if remote else []) + \
@@ -171,15 +156,6 @@ def check_network(settings: Settings) -> Check:
 
 def _host(url: str) -> str:
     return urlsplit(url if "://" in url else f"http://{url}").hostname or url
-
-
-def _is_local(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def run_checks(settings: Settings) -> list[Check]:

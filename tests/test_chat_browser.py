@@ -144,8 +144,12 @@ def test_answer_and_references_download_as_markdown_and_bibtex(page: Page, assis
     ask(page, "What is the boiling point of ethanol?")  # a refusal: its sentence, but no references
     page.wait_for_selector(bibtex, state="hidden", timeout=30_000)
     assert "doesn't answer" in download(page, markdown).replace("\\", "")
-    ask(page, "?!")  # an error: nothing to download
+    page.click("#pa-new-chat")  # a new chat has nothing to download
     page.wait_for_selector(markdown, state="hidden", timeout=30_000)
+    ask(page, "?!")  # an error (a new chat, so not read as a follow-up): nothing to download
+    assert page.locator(".pa-error").count() == 1
+    page.wait_for_timeout(1000)
+    assert not page.locator(markdown).is_visible() and not page.locator(bibtex).is_visible()
 
 
 def test_mobile_layout_stacks_without_horizontal_scroll(browser: Browser, chat_url: str) -> None:

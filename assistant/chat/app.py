@@ -8,7 +8,6 @@ All HTML is built in chat_render.py, which escapes every piece of corpus or answ
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from ..answering.followup import condense, user_questions
 from ..errors import AssistantError
 from ..export import export
 from ..models import Answer
+from ..offline import is_loopback
 from ..pipeline import Assistant
 from ..settings import Settings, env_var
 from .render import (
@@ -192,19 +192,12 @@ def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, *,
     return url
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860) -> None:
     """Build the index if needed (progress in the terminal), then serve the chat until interrupted."""
     auth = settings.chat_login
     assistant = Assistant(settings)
     assistant.ensure_index()
-    if not _is_loopback(host) and auth is None:
+    if not is_loopback(host) and auth is None:
         print(f"warning: serving on {host} without a login; set {env_var('chat_auth')}=user:password",
               file=sys.stderr)
     print(f"Chat on http://{host}:{port}" + (" (login required)" if auth else ""), file=sys.stderr)
