@@ -2,7 +2,7 @@
 
 Checks the embedding model and tokenizer, the tiktoken files, the index (health and counts), the
 Chroma server and each configured LLM backend (reachable, model listed), and says whether anything
-would reach beyond this machine. Only what is configured is contacted; nothing is built or written.
+would reach beyond this machine. Only what is configured is contacted; the index is never built.
 """
 
 from __future__ import annotations

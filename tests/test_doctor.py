@@ -94,6 +94,14 @@ def test_a_reachable_llm_with_its_model_passes(index_dir: Path, first_build: Ind
     assert table["network"][0] == "ok"
 
 
+def test_a_default_backend_that_is_not_configured_fails(index_dir: Path, first_build: IndexReport,
+                                                         cli_env: Callable[..., dict[str, str]]) -> None:
+    status, table, stderr = doctor(cli_env, ASSISTANT_INDEX_DIR=str(index_dir), ASSISTANT_BACKEND="openai")
+    assert status == 1 and table["openai"] == ("-", "not configured")
+    assert stderr == ("problem: backend: openai is the default (ASSISTANT_BACKEND) but is not configured; see the "
+                      "README's configuration table\n")
+
+
 def test_telemetry_switched_on_is_a_network_warning(index_dir: Path, first_build: IndexReport,
                                                     cli_env: Callable[..., dict[str, str]]) -> None:
     status, table, _ = doctor(cli_env, ASSISTANT_INDEX_DIR=str(index_dir), GRADIO_ANALYTICS_ENABLED="True")
