@@ -7,7 +7,6 @@ Exit status: 0 success (an answer or a refusal), 1 failure (backend, index), 2 b
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,13 +44,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
     assistant.ensure_index()  # a question never builds the index on its own
     result = assistant.answer(args.question)
     fmt = "json" if args.json else args.format
-    if fmt == "json":
-        print(json.dumps(result.to_dict(), ensure_ascii=False))
-        return 0
     if fmt != "text":
         if fmt == "bibtex" and not result.citations:
             print("note: the answer cites no papers, so there is no BibTeX", file=sys.stderr)
-        print(terminal_safe(export(result, fmt)), end="")
+        text = export(result, fmt)
+        print(text if fmt == "json" else terminal_safe(text), end="")  # JSON escapes control characters
         return 0
     print(terminal_safe(result.text))
     if result.citations:

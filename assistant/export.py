@@ -119,9 +119,9 @@ def to_bibtex(answer: Answer) -> str:
 
 
 def export(answer: Answer, fmt: str) -> str:
-    """The answer as a file's text in one of FORMATS (json is `Answer.to_dict()`)."""
+    """The answer as a file's text in one of FORMATS (json: `Answer.to_dict()` on one line)."""
     if fmt == "json":
-        return json.dumps(answer.to_dict(), ensure_ascii=False, indent=1) + "\n"
+        return json.dumps(answer.to_dict(), ensure_ascii=False) + "\n"
     if fmt == "markdown":
         return to_markdown(answer)
     if fmt == "bibtex":
