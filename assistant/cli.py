@@ -15,7 +15,7 @@ from typing import Any
 from . import offline  # noqa: F401
 from .errors import AssistantError, CorpusError, InvalidQuestionError
 from .export import FORMATS as EXPORT_FORMATS
-from .export import export
+from .export import export, to_bibtex
 from .settings import Settings, cli_flags
 from .text import without_control
 
@@ -36,27 +36,42 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .pipeline import Assistant, clean_question
+    from .chat.render import follow_up_note
+    from .pipeline import Assistant, Conversation, clean_question
 
     settings = _settings(args)
-    clean_question(args.question, settings.max_question_chars)  # bad input fails before any indexing
+    for question in args.question:  # bad input fails before any indexing
+        clean_question(question, settings.max_question_chars)
     assistant = Assistant(settings)
     assistant.ensure_index()  # a question never builds the index on its own
-    result = assistant.answer(args.question)
+    conversation = Conversation(assistant)
     fmt = "json" if args.json else args.format
-    if fmt != "text":
-        if fmt == "bibtex" and not result.citations:
-            print("note: the answer cites no papers, so there is no BibTeX", file=sys.stderr)
-        text = export(result, fmt)
-        print(text if fmt == "json" else terminal_safe(text), end="")  # JSON escapes control characters
-        return 0
-    print(terminal_safe(result.text))
-    if result.citations:
-        print()
-        for c in result.citations:
-            print(terminal_safe(f"[{c.n}] {c.title}"))
-    for warning in result.warnings:
-        print(terminal_safe(f"warning: {warning}"), file=sys.stderr)
+    results = []
+    for i, question in enumerate(args.question):
+        result = conversation.ask(question)
+        results.append(result)
+        if fmt in ("json", "markdown"):  # json: one object per question (JSON Lines for a conversation)
+            text = export(result, fmt)
+            print(text if fmt == "json" else ("\n" if i else "") + terminal_safe(text), end="")
+            continue
+        if fmt == "bibtex":
+            continue
+        if len(args.question) > 1:
+            print(("\n" if i else "") + terminal_safe(f"> {question}"))
+            note = follow_up_note(result)
+            if note:
+                print(terminal_safe(f"({note})"))
+        print(terminal_safe(result.text))
+        if result.citations:
+            print()
+            for c in result.citations:
+                print(terminal_safe(f"[{c.n}] {c.title}"))
+        for warning in result.warnings:
+            print(terminal_safe(f"warning: {warning}"), file=sys.stderr)
+    if fmt == "bibtex":  # one entry per paper cited anywhere in the conversation
+        if not any(r.citations for r in results):
+            print("note: no answer cites a paper, so there is no BibTeX", file=sys.stderr)
+        print(terminal_safe(to_bibtex(*results)), end="")
     return 0
 
 
@@ -126,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("ask", parents=[common], help="answer one question")
-    p.add_argument("question")
+    p = sub.add_parser("ask", parents=[common], help="answer a question (more questions: a conversation)")
+    p.add_argument("question", nargs="+",
+                   help="the question; further questions are follow-ups answered about the previous answer's papers")
     add_setting_flags(p, "backend", "top_k", "retrieval")
     p.add_argument("--format", choices=("text", *EXPORT_FORMATS), default="text",
                    help="text (default), json (one object), markdown (answer and references) or bibtex")
@@ -152,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="eval_set", type=Path, help="eval set JSONL (default: evals/test.jsonl)")
     add_setting_flags(p, "backend", "top_k", "retrieval")
     p.add_argument("--out", type=Path, help="folder for JSON, Markdown and PNG reports")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N questions of the set (e.g. for a slow LLM)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--compare", action="store_true", help="compare retrieval modes and backends side by side")
     p.add_argument("--gate", type=Path, help="exit 1 if a metric is below the thresholds in this file")

@@ -67,7 +67,10 @@ def markdown_text(text: str) -> str:
 def to_markdown(answer: Answer) -> str:
     """The question, the answer with its `[n]` markers, and a reference line per cited paper."""
     body = "\n".join(_MARKER.sub(r"[\1]", markdown_text(line)) for line in answer.text.splitlines())
-    lines = [f"## {markdown_text(answer.question)}", "", body, ""]
+    lines = [f"## {markdown_text(answer.question)}", ""]
+    if answer.asked_as:  # a follow-up: the question it was answered as
+        lines += [f"_Answered as: {markdown_text(answer.asked_as)}_", ""]
+    lines += [body, ""]
     sources = cited_sources(answer)
     if sources:
         lines += ["### References", ""]
@@ -113,9 +116,11 @@ def bibtex_entry(source: Source) -> str:
     return f"@misc{{{bibtex_key(source)},\n{body}\n}}\n"
 
 
-def to_bibtex(answer: Answer) -> str:
-    """One `@misc` entry per cited paper (empty for a refusal, which cites nothing)."""
-    return "\n".join(bibtex_entry(s) for s in cited_sources(answer))
+def to_bibtex(*answers: Answer) -> str:
+    """One `@misc` entry per paper the answers cite, each paper once (keys must be unique in a
+    file); empty when they cite nothing (refusals)."""
+    papers = {s.paper_id: s for answer in answers for s in cited_sources(answer)}
+    return "\n".join(bibtex_entry(s) for s in papers.values())
 
 
 def export(answer: Answer, fmt: str) -> str:

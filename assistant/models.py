@@ -110,16 +110,25 @@ class Answer:
     #: Estimated probability (0–1) that the collection answers the question with the evidence
     #: found; low for a refusal. See `answering/evidence.py`.
     confidence: float = 0.0
+    #: The self-contained question actually answered, when `question` was a follow-up that leaned
+    #: on an earlier answer (see `answering/followup.py`); None otherwise.
+    asked_as: str | None = None
+    #: The ids of the papers a follow-up was answered from (an earlier answer's papers); empty when
+    #: the question was answered from the whole collection.
+    about: list[str] = field(default_factory=list)
 
     @property
     def grounded(self) -> bool:
-        """Whether at least one sentence cites a source that was retrieved (False for refusals)."""
-        return not self.refused and bool(self.citations)
+        """Whether a sentence states something that a retrieved source it cites supports: False for
+        refusals, text citing nothing valid, bare markers and titles alone (see answering/citations.py)."""
+        return not self.refused and any(s.cites and s.supported for s in self.sentences)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, the shape of `assistant ask --json`."""
         return {
             "question": self.question,
+            "asked_as": self.asked_as,
+            "about": list(self.about),
             "answer": self.text,
             "refused": self.refused,
             "citations": [asdict(c) for c in self.citations],
@@ -142,7 +151,8 @@ class Answer:
                                   dense=s.get("dense", 0.0), keyword=s.get("keyword", 0.0)))
         return cls(data["question"], data["answer"], data["refused"], [Citation(**c) for c in data["citations"]],
                    sources, data["backend"], [SentenceSupport(**s) for s in data.get("sentences", [])],
-                   dict(data.get("timings_ms", {})), list(data.get("warnings", [])), data.get("confidence", 0.0))
+                   dict(data.get("timings_ms", {})), list(data.get("warnings", [])), data.get("confidence", 0.0),
+                   data.get("asked_as"), list(data.get("about", [])))
 
     def to_markdown(self) -> str:
         """The question, the answer and one reference line per cited paper, as Markdown."""

@@ -4,15 +4,19 @@
   server-sent events (`data: {chat.completion.chunk}` … `data: [DONE]`), chunked transfer encoding.
 - Ollama: `POST /api/chat`, one JSON object with `"stream": false`, else NDJSON lines ending with
   `"done": true`; errors as `{"error": "..."}`.
-- Model lists: `GET /v1/models` (OpenAI) and `GET /api/tags` (Ollama, names tagged `:latest`) list
-  `models`.
 
 Each request takes the next scripted `Reply` (the last one repeats) and is recorded in `requests`.
+An OpenAI server also answers `GET /v1/models` (and `GET /props`, as llama.cpp's `llama-server`)
+with what the test sets in `models` and `props`, an Ollama server `GET /api/tags` with the `models`'
+ids tagged `:latest`; a client that hangs up while a reply is being
+prepared or streamed is counted in `disconnects`.
 """
 
 from __future__ import annotations
 
 import json
+import select
+import socket
 import sys
 import threading
 import time
@@ -36,6 +40,8 @@ class Reply:
     malformed: bool = False                    # send broken JSON instead of a completion
     body: Any = None                           # send this (valid) JSON instead of a completion
     gate: threading.Event | None = None        # when streaming: after the first chunk, wait until set
+    finish: str | None = "stop"                # finish reason; None: the stream just ends (no [DONE])
+    drop: bool = False                         # when streaming: hang up after the first chunk (a crash)
 
     def pieces(self) -> list[str]:
         """The streamed pieces of the content."""
@@ -67,8 +73,10 @@ class FakeLLMServer:
             raise ValueError(f"unknown protocol {protocol!r}")
         self.protocol = protocol
         self.requests: list[Received] = []
-        self.models = ["test-model"]               # what the model list shows
         self.finished = 0                          # responses sent completely
+        self.disconnects = 0                       # clients that hung up before the reply was complete
+        self.models: list[dict[str, Any]] = [{"id": "test-model", "object": "model", "owned_by": "me"}]
+        self.props: dict[str, Any] | None = None   # GET /props (404 when None)
         self._replies: list[Reply] = [Reply("Fine [1].")]
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -94,10 +102,6 @@ class FakeLLMServer:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
-
-    def wait(self, seconds: float) -> None:
-        """Sleep, but wake up when the server stops."""
-        self._stop.wait(seconds)
 
     def start(self) -> FakeLLMServer:
         self._thread.start()
@@ -132,14 +136,26 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             if server.protocol == "openai" and self.path == "/v1/models":
-                self._send_json(200, {"object": "list", "data": [
-                    {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in server.models]})
+                self._send_json(200, {"object": "list", "data": server.models})
+            elif server.protocol == "openai" and self.path == "/props" and server.props is not None:
+                self._send_json(200, server.props)
             elif server.protocol == "ollama" and self.path == "/api/tags":
                 self._send_json(200, {"models": [
-                    {"name": f"{m}:latest", "model": f"{m}:latest", "modified_at": "2026-01-01T00:00:00Z",
+                    {"name": f"{m['id']}:latest", "model": f"{m['id']}:latest", "modified_at": "2026-01-01T00:00:00Z",
                      "size": 1, "digest": "0" * 64, "details": {}} for m in server.models]})
             else:
                 self._send_json(404, _error_body(server.protocol, f"no route {self.path}"))
+
+        def client_left(self, seconds: float) -> bool:
+            """Wait up to `seconds` (less if the server stops); True, and counted, if the client hung up."""
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and not server.stopping:
+                readable, _, _ = select.select([self.connection], [], [], min(0.05, deadline - time.monotonic()))
+                if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
+                    server.disconnects += 1
+                    self.hung_up = True
+                    return True
+            return False
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
@@ -148,16 +164,19 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             if self.path != expected:
                 self._send_json(404, _error_body(server.protocol, f"no route {self.path}"))
                 return
+            self.hung_up = False
             body = json.loads(raw or b"{}")
             reply = server.next_reply(Received(self.path, dict(self.headers), body))
-            server.wait(reply.delay)
+            if reply.delay and self.client_left(reply.delay):
+                return
             if reply.status != 200:
                 self._send_json(reply.status, _error_body(server.protocol, reply.error), reply.headers)
             elif server.protocol == "openai":
                 self._openai(body, reply)
             else:
                 self._ollama(body, reply)
-            server.finished += 1
+            if not self.hung_up:
+                server.finished += 1
 
         # -- OpenAI ----------------------------------------------------------------------
         def _openai(self, body: dict[str, Any], reply: Reply) -> None:
@@ -170,7 +189,7 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
                 self._send_json(200, {
                     "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.content},
-                                 "logprobs": None, "finish_reason": "stop"}],
+                                 "logprobs": None, "finish_reason": reply.finish or "stop"}],
                     "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
                 })
                 return
@@ -188,7 +207,8 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             events += [chunk({"content": p}) for p in reply.pieces()]
             if reply.malformed:
                 events.append(f"data: {BROKEN_JSON}\n\n".encode())
-            events += [chunk({}, "stop"), b"data: [DONE]\n\n"]
+            if reply.finish is not None:
+                events += [chunk({}, reply.finish), b"data: [DONE]\n\n"]
             self._stream("text/event-stream", events, reply, first=2)
 
         # -- Ollama ----------------------------------------------------------------------
@@ -200,7 +220,7 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
                 data: dict[str, Any] = {"model": model, "created_at": stamp,
                                         "message": {"role": "assistant", "content": content}, "done": done}
                 if done:
-                    data.update(done_reason="stop", total_duration=1_000_000, load_duration=1000,
+                    data.update(done_reason=reply.finish or "stop", total_duration=1_000_000, load_duration=1000,
                                 prompt_eval_count=100, prompt_eval_duration=1000, eval_count=20,
                                 eval_duration=1000)
                 return data
@@ -218,7 +238,8 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             lines = [(json.dumps(part(p, False)) + "\n").encode() for p in reply.pieces()]
             if reply.malformed:
                 lines.append((BROKEN_JSON + "\n").encode())
-            lines.append((json.dumps(part("", True)) + "\n").encode())
+            if reply.finish is not None:
+                lines.append((json.dumps(part("", True)) + "\n").encode())
             self._stream("application/x-ndjson", lines, reply, first=1)
 
         # -- plumbing --------------------------------------------------------------------
@@ -241,9 +262,13 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             for i, event in enumerate(events):
+                if i == first and reply.drop:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 if i == first and reply.gate is not None:
-                    while not reply.gate.wait(0.05) and not server.stopping:
-                        pass
+                    while not reply.gate.is_set() and not server.stopping:
+                        if self.client_left(0.05):
+                            return
                 self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")

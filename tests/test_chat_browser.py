@@ -12,6 +12,7 @@ from pathlib import Path
 
 import bibtexparser
 import pytest
+from fake_llm_servers import FakeLLMServer, Reply
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from assistant import Assistant, Settings
@@ -96,7 +97,9 @@ def test_follow_up_new_chat_example_and_top_k(page: Page) -> None:
     ask(page, SHADOWKV)
     ask(page, "How much does it boost throughput?")
     follow_up = page.locator('[data-testid="bot"]').last
-    assert "Searched as" in follow_up.inner_text()
+    assert "About [1] ShadowKV" in follow_up.inner_text()
+    assert "asked as “How much does ShadowKV boost throughput?”" in follow_up.inner_text()
+    assert page.locator("#pa-sources .pa-cited").count() == 1
     assert "ShadowKV" in page.locator("#pa-sources .pa-cited").first.inner_text()
 
     page.click("#pa-new-chat")
@@ -108,7 +111,7 @@ def test_follow_up_new_chat_example_and_top_k(page: Page) -> None:
     top_k.press("Enter")
     page.get_by_text("What throughput boost does NanoFlow get").click()  # an example card
     page.wait_for_selector(".pa-answer", timeout=TIMEOUT_MS)
-    assert "Searched as" not in page.locator('[data-testid="bot"]').last.inner_text()  # history was cleared
+    assert "asked as" not in page.locator('[data-testid="bot"]').last.inner_text()  # history was cleared
     assert "of 3 retrieved" in page.locator("#pa-sources").inner_text()
     assert "NanoFlow" in page.locator("#pa-sources .pa-cited .pa-title").first.inner_text()
 
@@ -204,3 +207,21 @@ def test_markup_in_abstracts_and_answers_is_inert(browser: Browser, hostile_assi
             assert "<script>window.__pwned = " in area.inner_text()  # shown as text
         assert "QuokkaNet" in page.locator("#pa-sources .pa-cited .pa-title").first.inner_text()
         page.close()
+
+
+def test_ungrounded_llm_answer_is_shown_as_unverified(browser: Browser, assistant: Assistant,
+                                                      running_chat: Callable, llm_settings: Callable) -> None:
+    """What Qwen2.5-Coder-0.5B really answered (issue 14): '4', citing nothing."""
+    with FakeLLMServer("openai") as server:
+        server.script(Reply("4"))
+        llm = assistant.with_settings(assistant.settings.with_(**llm_settings("openai", server.url)))
+        with running_chat(llm, ["openai"]) as url:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(url)
+            page.wait_for_selector('textarea[data-testid="textbox"]')
+            ask(page, "How many annotators labelled the data in the Medusa paper?")
+            bubble = page.locator(".pa-answer").last
+            assert "pa-unverified" in (bubble.get_attribute("class") or "")
+            assert "Unverified: no cited paper backs this text" in bubble.inner_text()
+            assert "the answer cites no source" in bubble.inner_text()
+            page.close()

@@ -104,6 +104,18 @@ def test_cli_non_english_question_is_a_refusal_with_exit_0(ask: Callable) -> Non
     assert (code, out.strip(), err) == (0, REFUSAL, "")
 
 
+def test_cli_several_questions_are_one_conversation(ask: Callable) -> None:
+    code, out, err = ask("Which papers shrink the KV cache?", "tell me more about the second one")
+    first, second = out.split("\n\n> ")
+    assert code == 0 and err == "" and first.startswith("> Which papers shrink the KV cache?\n- ")
+    assert second.startswith("tell me more about the second one\n(About [")
+    assert "asked as “What is " in second.splitlines()[1]
+    code, out, _ = ask("What is ShadowKV?", "and its speedup?", "--json")
+    first_json, follow_json = (json.loads(line) for line in out.splitlines())
+    assert follow_json["asked_as"] == "and ShadowKV's speedup?"
+    assert follow_json["about"] == [first_json["citations"][0]["paper_id"]]
+
+
 def test_cli_bad_top_k_exits_2(ask: Callable) -> None:
     code, out, err = ask(QUESTION, "--top-k", "0")
     assert code == cli.EXIT_BAD_INPUT and out == "" and "top_k" in err and err.count("\n") == 1

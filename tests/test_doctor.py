@@ -49,7 +49,7 @@ def test_each_problem_fails_with_one_line(tmp_path: Path, free_port: Callable[[]
                                           cli_env: Callable[..., dict[str, str]]) -> None:
     missing = tmp_path / "no-index"
     with FakeLLMServer("openai") as openai_server:
-        openai_server.models = ["other-model", "another"]
+        openai_server.models = [{"id": "other-model", "object": "model"}, {"id": "another", "object": "model"}]
         status, table, stderr = doctor(
             cli_env, ASSISTANT_INDEX_DIR=str(missing), OLLAMA_HOST=f"http://127.0.0.1:{free_port()}",
             OPENAI_BASE_URL=openai_server.url + "/v1", ASSISTANT_OPENAI_MODEL="test-model",

@@ -1,7 +1,7 @@
 """The Gradio chat: `build_app(assistant)` makes the Blocks app, `launch(settings, host, port)` serves it.
 
 The chat streams answers from `Assistant.stream`, shows the cited papers in a sources panel, marks
-weakly supported sentences, and turns follow-up questions into self-contained ones (followup.py).
+weakly supported sentences, and answers follow-up questions about the papers of the previous answer (followup.py).
 All HTML is built in chat_render.py, which escapes every piece of corpus or answer text.
 """
 
@@ -18,7 +18,6 @@ from typing import Any
 import gradio as gr
 
 from ..answering import configured_backends
-from ..answering.followup import condense, user_questions
 from ..errors import AssistantError
 from ..export import export
 from ..models import Answer
@@ -39,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: Requests answered at the same time; more wait in Gradio's queue.
 CONCURRENCY_LIMIT = 4
+#: Earlier answers kept per chat session: a follow-up leans on the last one.
+MAX_TURNS = 8
 MAX_TOP_K = 20
 CSS = (Path(__file__).with_name("chat.css")).read_text(encoding="utf-8")
 # Gradio 6.31 ships Source Sans Pro SemiBold (600) as a 55-glyph subset: bold text then mixes in
@@ -69,30 +70,34 @@ SCROLL_TO_EVIDENCE = """() => requestAnimationFrame(() => {
   });
 })"""
 
-ChatOutput = tuple[str, str, dict[str, Any] | None]
+#: (bubble HTML, sources HTML, answer dict, the session's answers so far)
+ChatOutput = tuple[str, str, dict[str, Any] | None, list[Answer]]
 
 
-Responder = Callable[[str, list[dict[str, Any]], str, float], Iterator[ChatOutput]]
+Responder = Callable[[str, list[dict[str, Any]], str, float, list[Answer]], Iterator[ChatOutput]]
 
 
 def make_responder(assistant: Assistant) -> Responder:
-    """The ChatInterface function: yields (bubble HTML, sources HTML, answer dict) as the answer streams."""
+    """The ChatInterface function: yields (bubble HTML, sources HTML, answer dict, earlier answers) as
+    the answer streams. The session's earlier answers make follow-ups follow (answering/followup.py)."""
 
-    def respond(message: str, history: list[dict[str, Any]], backend: str, top_k: float) -> Iterator[ChatOutput]:
+    def respond(message: str, history: list[dict[str, Any]], backend: str, top_k: float,
+                earlier: list[Answer]) -> Iterator[ChatOutput]:
         text = message if isinstance(message, str) else str(message or "")
-        asked = condense(text, user_questions(history))
-        asked_as = asked if asked != text.strip() else None
-        yield render_pending(asked_as), SOURCES_PENDING, None
+        earlier = list(earlier or [])
+        yield render_pending(), SOURCES_PENDING, None, earlier
         try:
-            answer = assistant.stream(asked, backend=backend, top_k=int(top_k))
+            answer = assistant.stream(text, backend=backend, top_k=int(top_k), history=earlier[-MAX_TURNS:])
             for _ in answer:
-                yield render_streaming(answer.text, asked_as), SOURCES_PENDING, None
-            yield render_answer(answer.answer, asked_as), render_sources(answer.answer), answer.answer.to_dict()
+                yield render_streaming(answer.text), SOURCES_PENDING, None, earlier
+            final = answer.answer
+            yield (render_answer(final), render_sources(final), final.to_dict(),
+                   [*earlier, final][-MAX_TURNS:])
         except AssistantError as exc:
-            yield render_error(exc), SOURCES_EMPTY, {"error": str(exc), "kind": type(exc).__name__}
+            yield render_error(exc), SOURCES_EMPTY, {"error": str(exc), "kind": type(exc).__name__}, earlier
         except Exception as exc:  # keep the chat alive; the traceback goes to the server log
             log.exception("chat request failed")
-            yield render_error(exc), SOURCES_EMPTY, {"error": type(exc).__name__, "kind": "internal"}
+            yield render_error(exc), SOURCES_EMPTY, {"error": type(exc).__name__, "kind": "internal"}, earlier
 
     return respond
 
@@ -147,6 +152,7 @@ def build_app(assistant: Assistant, backends: list[str] | None = None) -> gr.Blo
                                       label="Papers retrieved", scale=3, min_width=200)
                 sources = gr.HTML(SOURCES_EMPTY, elem_id="pa-sources", render=False)
                 details = gr.JSON(visible=False, render=False)
+                earlier = gr.State([])
                 chat = gr.ChatInterface(
                     make_responder(assistant),
                     chatbot=gr.Chatbot(
@@ -156,9 +162,9 @@ def build_app(assistant: Assistant, backends: list[str] | None = None) -> gr.Blo
                     ),
                     textbox=gr.Textbox(placeholder="Ask a question about the papers…", autofocus=True,
                                        submit_btn=True, stop_btn=True, max_lines=6),
-                    additional_inputs=[backend, top_k],
-                    additional_outputs=[sources, details],
-                    examples=[[q, None, None] for q in EXAMPLES],
+                    additional_inputs=[backend, top_k, earlier],
+                    additional_outputs=[sources, details, earlier],
+                    examples=[[q, None, None, None] for q in EXAMPLES],
                     api_name="chat",
                     fill_height=False,
                 )
@@ -173,10 +179,10 @@ def build_app(assistant: Assistant, backends: list[str] | None = None) -> gr.Blo
         sources.change(None, js=SCROLL_TO_EVIDENCE, api_visibility="undocumented", queue=False)
         details.change(export_buttons, inputs=details, outputs=[markdown_file, bibtex_file],
                        api_visibility="undocumented", queue=False)
-        chat.chatbot.clear(lambda: (SOURCES_EMPTY, None), outputs=[sources, details],
+        chat.chatbot.clear(lambda: (SOURCES_EMPTY, None, []), outputs=[sources, details, earlier],
                            api_visibility="undocumented", queue=False)
-        new_chat.click(lambda: ([], [], SOURCES_EMPTY, None),
-                       outputs=[chat.chatbot, chat.chatbot_state, sources, details],
+        new_chat.click(lambda: ([], [], SOURCES_EMPTY, None, []),
+                       outputs=[chat.chatbot, chat.chatbot_state, sources, details, earlier],
                        api_visibility="undocumented", queue=False)
     return app.queue(default_concurrency_limit=CONCURRENCY_LIMIT)
 

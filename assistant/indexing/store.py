@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -236,11 +237,13 @@ class IndexStore:
         got = self.collection.get(ids=chunk_ids, include=["metadatas"])
         return {cid: dict(meta or {}) for cid, meta in zip(got["ids"], got["metadatas"])}
 
-    def query(self, embedding: list[float], k: int) -> list[ScoredChunk]:
-        """The k nearest chunks by cosine similarity."""
+    def query(self, embedding: list[float], k: int, paper_ids: Collection[str] = ()) -> list[ScoredChunk]:
+        """The k nearest chunks by cosine similarity (of the given papers only, if any are given:
+        a `where` on a few ids is cheap, unlike a broad metadata filter)."""
         if k <= 0:
             return []
-        got = self.collection.query(query_embeddings=[embedding], n_results=k,
+        where = {"paper_id": {"$in": sorted(paper_ids)}} if paper_ids else None
+        got = self.collection.query(query_embeddings=[embedding], n_results=k, where=where,
                                     include=["metadatas", "documents", "distances"])
         hits = []
         for chunk_id, meta, doc, dist in zip(got["ids"][0], got["metadatas"][0], got["documents"][0],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
 from ..indexing.index import PaperIndex
@@ -16,9 +18,9 @@ class DenseRetriever:
     def __init__(self, index: PaperIndex) -> None:
         self.index = index
 
-    def retrieve(self, query: str, vector: np.ndarray, n: int) -> list[ScoredChunk]:
-        """The n nearest chunks, best first."""
-        return self.index.store.query(vector.tolist(), n)
+    def retrieve(self, query: str, vector: np.ndarray, n: int, papers: Collection[str] = ()) -> list[ScoredChunk]:
+        """The n nearest chunks (of `papers` only, if given), best first."""
+        return self.index.store.query(vector.tolist(), n, papers)
 
     def similarities(self, chunk_ids: list[str], vector: np.ndarray) -> dict[str, float]:
         """Cosine similarity to `vector` of stored chunks (for chunks another retriever found)."""

@@ -4,7 +4,7 @@ rank, grouped by paper so that one paper's chunks cannot crowd out the others.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,8 +37,8 @@ class ChunkRetriever(Protocol):
 
     name: str
 
-    def retrieve(self, query: str, vector: np.ndarray, n: int) -> list[ScoredChunk]:
-        """The n best chunks for the query (text and vector), best first."""
+    def retrieve(self, query: str, vector: np.ndarray, n: int, papers: Collection[str] = ()) -> list[ScoredChunk]:
+        """The n best chunks for the query (text and vector), of `papers` only if given, best first."""
         ...
 
 
@@ -101,11 +101,12 @@ class Retriever:
         self.keyword = KeywordRetriever(index)
         self.encoder = encoder
 
-    def retrieve(self, query: str, top_k: int, mode: str = "hybrid") -> list[PaperHit]:
-        """The top_k papers for `query`, best first, each with its best cosine similarity."""
+    def retrieve(self, query: str, top_k: int, mode: str = "hybrid", papers: Collection[str] = ()) -> list[PaperHit]:
+        """The top_k papers for `query` (among `papers` only, if given), best first, each with its
+        best cosine similarity."""
         by_name: dict[str, ChunkRetriever] = {"dense": self.dense, "keyword": self.keyword}
         vector = self.encoder.encode([query])[0]
-        ranked = fuse(query, vector, [(by_name[name], weight) for name, weight in MODES[mode]], top_k)
+        ranked = fuse(query, vector, [(by_name[name], weight) for name, weight in MODES[mode]], top_k, papers)
         # Chunks found only by keyword get their cosine too, so every hit has one.
         missing = [c for p in ranked for c in p.chunks if c.dense == 0.0]
         similarity = self.dense.similarities([c.chunk_id for c in missing], vector)
@@ -117,10 +118,11 @@ class Retriever:
 
 
 def fuse(query: str, vector: np.ndarray, retrievers: Sequence[tuple[ChunkRetriever, float]],
-         top_k: int) -> list[PaperHit]:
-    """The top_k papers by weighted reciprocal rank over the retrievers' chunk rankings, best first."""
+         top_k: int, among: Collection[str] = ()) -> list[PaperHit]:
+    """The top_k papers (of `among` only, if given) by weighted reciprocal rank over the retrievers'
+    chunk rankings, best first."""
     papers: dict[str, PaperHit] = {}
-    rankings = [_add_hits(papers, retriever.retrieve(query, vector, CANDIDATE_CHUNKS), retriever.name)
+    rankings = [_add_hits(papers, retriever.retrieve(query, vector, CANDIDATE_CHUNKS, among), retriever.name)
                 for retriever, _ in retrievers]
     for paper_id, score in reciprocal_rank_fusion(rankings, weights=[w for _, w in retrievers]).items():
         papers[paper_id].score = score
