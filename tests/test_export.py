@@ -160,7 +160,7 @@ def test_ask_bibtex_of_a_refusal_is_empty_with_a_note(index_dir: Path, first_bui
                                                       cli_env: Callable[..., dict[str, str]]) -> None:
     done = run_ask(index_dir, cli_env, OFF_TOPIC, "--format", "bibtex")
     assert (done.returncode, done.stdout) == (0, "")
-    assert done.stderr.strip() == "note: the answer cites no papers, so there is no BibTeX"
+    assert done.stderr.strip() == "note: no answer cites a paper, so there is no BibTeX"
 
 
 def test_ask_unknown_format_is_bad_input(index_dir: Path, cli_env: Callable[..., dict[str, str]]) -> None:
