@@ -303,7 +303,8 @@ class EvidenceAssessor:
         rest = [t for t in set(terms(question)) if t not in name_terms and t not in _FRAME_TERMS]
         vocabulary = self.vocabulary()
         found = [any(_mentions(f"{s.title} {s.text}", n) for s in sources) for n in names]
-        unknown = [not f and not all(vocabulary.knows(t) for t in terms(n)) for n, f in zip(names, found)]
+        unknown = [not f and not (terms(n) and all(vocabulary.knows(t) for t in terms(n)))  # "пингвин": no terms
+                   for n, f in zip(names, found)]
         top_text = f"{sources[0].title} {sources[0].text}"
         asked = asked_terms(question)
         figure = wants_figure(question)
