@@ -156,6 +156,17 @@ def test_ask_prints_each_format(index_dir: Path, first_build: object, assistant:
     assert json.loads(as_json.stdout)["citations"] == [vars(c) for c in expected.citations]
 
 
+def test_ask_a_conversation_exports_each_answer_and_each_paper_once(
+        index_dir: Path, first_build: object, cli_env: Callable[..., dict[str, str]]) -> None:
+    questions = ("What is ShadowKV?", "and its speedup?")
+    bibtex = run_ask(index_dir, cli_env, *questions, "--format", "bibtex")
+    keys = [e.key for e in parse_bibtex(bibtex.stdout).entries]
+    assert bibtex.returncode == 0 and len(keys) == len(set(keys)) and keys[0].startswith("shadowkv_")
+    markdown = run_ask(index_dir, cli_env, *questions, "--format", "markdown").stdout
+    assert [line for line in markdown.splitlines() if line.startswith("## ")] == [f"## {q}" for q in questions]
+    assert "_Answered as: " in markdown.split("## and its speedup?")[1]  # the follow-up says what it asked
+
+
 def test_ask_bibtex_of_a_refusal_is_empty_with_a_note(index_dir: Path, first_build: object,
                                                       cli_env: Callable[..., dict[str, str]]) -> None:
     done = run_ask(index_dir, cli_env, OFF_TOPIC, "--format", "bibtex")
