@@ -1,4 +1,4 @@
-"""The `assistant` command: index, ask, chat, eval. A thin layer over the Python API.
+"""The `assistant` command: index, ask, chat, eval, mcp, doctor. A thin layer over the Python API.
 
 Exit status: 0 success (an answer or a refusal), 1 failure (backend, index), 2 bad input,
 3 indexing finished but some inputs were skipped (partial success).
@@ -7,7 +7,6 @@ Exit status: 0 success (an answer or a refusal), 1 failure (backend, index), 2 b
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 
 from . import offline  # noqa: F401
 from .errors import AssistantError, CorpusError, InvalidQuestionError
+from .export import FORMATS as EXPORT_FORMATS
+from .export import export, to_bibtex
 from .settings import Settings, cli_flags
 from .text import without_control
 
@@ -48,10 +49,16 @@ def cmd_ask(args: argparse.Namespace) -> int:
     assistant = Assistant(settings)
     assistant.ensure_index()  # a question never builds the index on its own
     conversation = Conversation(assistant, filters=paper_filter)
+    fmt = "json" if args.json else args.format
+    results = []
     for i, question in enumerate(args.question):
         result = conversation.ask(question)
-        if args.json:  # one JSON object per question (JSON Lines for a conversation)
-            print(json.dumps(result.to_dict(), ensure_ascii=False))
+        results.append(result)
+        if fmt in ("json", "markdown"):  # json: one object per question (JSON Lines for a conversation)
+            text = export(result, fmt)
+            print(text if fmt == "json" else ("\n" if i else "") + terminal_safe(text), end="")
+            continue
+        if fmt == "bibtex":
             continue
         if len(args.question) > 1:
             print(("\n" if i else "") + terminal_safe(f"> {question}"))
@@ -67,7 +74,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
                 print(terminal_safe(f"[{c.n}] {c.title}"))
         for warning in result.warnings:
             print(terminal_safe(f"warning: {warning}"), file=sys.stderr)
-
+    if fmt == "bibtex":  # one entry per paper cited anywhere in the conversation
+        if not any(r.citations for r in results):
+            print("note: no answer cites a paper, so there is no BibTeX", file=sys.stderr)
+        print(terminal_safe(to_bibtex(*results)), end="")
     return 0
 
 
@@ -81,6 +91,24 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from .chat.app import launch
 
     launch(_settings(args), host=args.host, port=args.port)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import problems, run_checks, table
+
+    checks = run_checks(_settings(args))
+    for line in table(checks):
+        print(terminal_safe(line))
+    for line in problems(checks):
+        print(terminal_safe(line), file=sys.stderr)
+    return EXIT_FAILURE if problems(checks) else 0
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from .mcp_server import serve_stdio
+
+    serve_stdio(_settings(args))
     return 0
 
 
@@ -123,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question", nargs="+",
                    help="the question; further questions are follow-ups answered about the previous answer's papers")
     add_setting_flags(p, "backend", "top_k", "retrieval")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--format", choices=("text", *EXPORT_FORMATS), default="text",
+                   help="text (default), json (one object), markdown (answer and references) or bibtex")
+    p.add_argument("--json", action="store_true", help="the same as --format json")
     f = p.add_argument_group("filters", "narrow the papers searched (dates as YYYY-MM-DD, YYYY-MM or YYYY)")
     f.add_argument("--since", metavar="DATE", help="only papers published on or after DATE")
     f.add_argument("--until", metavar="DATE", help="only papers published on or before DATE")
@@ -139,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     add_setting_flags(p, "backend")
     p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("doctor", parents=[common], help="check the model, the index and the configured servers")
+    add_setting_flags(p, "backend")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("mcp", parents=[common], help="serve the tools ask and search_papers over MCP (stdio)")
+    add_setting_flags(p, "backend", "top_k", "retrieval")
+    p.set_defaults(func=cmd_mcp)
 
     p = sub.add_parser("eval", parents=[common], help="run the citation evals")
     p.add_argument("--set", dest="eval_set", type=Path, help="eval set JSONL (default: evals/test.jsonl)")

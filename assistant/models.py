@@ -67,6 +67,13 @@ class Source:
     dense: float = 0.0
     keyword: float = 0.0
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict, as in `Answer.to_dict()["sources"]`."""
+        return {"n": self.n, "title": self.title, "paper_id": self.paper_id, "text": self.text,
+                "score": round(self.score, 4), "dense": self.dense, "keyword": self.keyword,
+                # dense and keyword stay in metadata too: readers of earlier output look there
+                "metadata": {"dense": self.dense, "keyword": self.keyword, **self.metadata}}
+
 
 @dataclass
 class Citation:
@@ -128,13 +135,7 @@ class Answer:
             "answer": self.text,
             "refused": self.refused,
             "citations": [asdict(c) for c in self.citations],
-            "sources": [
-                {"n": s.n, "title": s.title, "paper_id": s.paper_id, "text": s.text,
-                 "score": round(s.score, 4), "dense": s.dense, "keyword": s.keyword,
-                 # dense and keyword stay in metadata too: readers of earlier output look there
-                 "metadata": {"dense": s.dense, "keyword": s.keyword, **s.metadata}}
-                for s in self.sources
-            ],
+            "sources": [s.to_dict() for s in self.sources],
             "backend": self.backend,
             "confidence": round(self.confidence, 4),
             "grounded": self.grounded,
@@ -143,6 +144,32 @@ class Answer:
             "warnings": list(self.warnings),
             "filters": dict(self.filters),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Answer:
+        """The Answer a `to_dict()` dict describes (for surfaces that hold only the dict, as the chat)."""
+        sources = []
+        for s in data["sources"]:
+            meta = {k: v for k, v in s.get("metadata", {}).items() if k not in ("dense", "keyword")}
+            sources.append(Source(s["n"], s["title"], s["paper_id"], s["text"], s["score"], meta,
+                                  dense=s.get("dense", 0.0), keyword=s.get("keyword", 0.0)))
+        return cls(data["question"], data["answer"], data["refused"], [Citation(**c) for c in data["citations"]],
+                   sources, data["backend"], [SentenceSupport(**s) for s in data.get("sentences", [])],
+                   dict(data.get("timings_ms", {})), list(data.get("warnings", [])), data.get("confidence", 0.0),
+                   filters=dict(data.get("filters", {})), asked_as=data.get("asked_as"),
+                   about=list(data.get("about", [])))
+
+    def to_markdown(self) -> str:
+        """The question, the answer and one reference line per cited paper, as Markdown."""
+        from .export import to_markdown
+
+        return to_markdown(self)
+
+    def to_bibtex(self) -> str:
+        """One BibTeX `@misc` entry per cited paper (empty for a refusal)."""
+        from .export import to_bibtex
+
+        return to_bibtex(self)
 
 
 class AnswerStream:

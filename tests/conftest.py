@@ -54,6 +54,51 @@ def bundled_papers() -> list[Paper]:
     return load_corpus().papers
 
 
+# -- the network -----------------------------------------------------------------------------------
+class NetworkGuard:
+    """Blocks and records every connection and name lookup this process attempts, except connections
+    to the loopback ports a test allows (its own app's)."""
+
+    def __init__(self) -> None:
+        self.attempts: list[object] = []
+        self.allowed_ports: set[int] = set()
+
+    def allows(self, address: object) -> bool:
+        return (isinstance(address, tuple) and len(address) >= 2 and address[0] in ("127.0.0.1", "::1", "localhost")
+                and address[1] in self.allowed_ports)
+
+
+@pytest.fixture
+def block_network(monkeypatch: pytest.MonkeyPatch) -> NetworkGuard:
+    """No connection leaves this process (nor reaches another local one) but to `allowed_ports`;
+    `attempts` lists what was tried. Covers `connect`, `connect_ex` and name lookups."""
+    guard = NetworkGuard()
+    real_connect, real_connect_ex, real_lookup = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+
+    def connect(self: socket.socket, address: object) -> None:
+        if not guard.allows(address):
+            guard.attempts.append(address)
+            raise OSError("network disabled in this test")
+        real_connect(self, address)  # type: ignore[arg-type]
+
+    def connect_ex(self: socket.socket, address: object) -> int:
+        if not guard.allows(address):
+            guard.attempts.append(address)
+            return 111  # ECONNREFUSED
+        return real_connect_ex(self, address)  # type: ignore[arg-type]
+
+    def getaddrinfo(host: object, port: object, *args: object, **kwargs: object) -> object:
+        if host not in (None, "127.0.0.1", "::1", "localhost", "0.0.0.0"):
+            guard.attempts.append(("lookup", host, port))
+            raise socket.gaierror("name lookups disabled in this test")
+        return real_lookup(host, port, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return guard
+
+
 # -- processes and ports ---------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def free_port() -> Callable[[], int]:

@@ -7,7 +7,8 @@
 
 Each request takes the next scripted `Reply` (the last one repeats) and is recorded in `requests`.
 An OpenAI server also answers `GET /v1/models` (and `GET /props`, as llama.cpp's `llama-server`)
-with what the test sets in `models` and `props`; a client that hangs up while a reply is being
+with what the test sets in `models` and `props`, an Ollama server `GET /api/tags` with the `models`'
+ids tagged `:latest`; a client that hangs up while a reply is being
 prepared or streamed is counted in `disconnects`.
 """
 
@@ -138,6 +139,10 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
                 self._send_json(200, {"object": "list", "data": server.models})
             elif server.protocol == "openai" and self.path == "/props" and server.props is not None:
                 self._send_json(200, server.props)
+            elif server.protocol == "ollama" and self.path == "/api/tags":
+                self._send_json(200, {"models": [
+                    {"name": f"{m['id']}:latest", "model": f"{m['id']}:latest", "modified_at": "2026-01-01T00:00:00Z",
+                     "size": 1, "digest": "0" * 64, "details": {}} for m in server.models]})
             else:
                 self._send_json(404, _error_body(server.protocol, f"no route {self.path}"))
 

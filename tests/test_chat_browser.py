@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import bibtexparser
 import pytest
 from fake_llm_servers import FakeLLMServer, Reply
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -120,6 +121,38 @@ def test_bad_question_shows_an_error_then_the_chat_answers(page: Page) -> None:
     assert "check the question" in page.locator(".pa-error").last.inner_text()
     ask(page, SHADOWKV)
     assert page.locator(".pa-answer").count() == 1
+
+
+def download(page: Page, button: str) -> str:
+    """Click a download button and return the downloaded file's text."""
+    with page.expect_download(timeout=30_000) as info:
+        page.click(button)
+    path = info.value.path()
+    assert info.value.suggested_filename in ("answer.md", "references.bib")
+    return Path(path).read_text(encoding="utf-8")
+
+
+def test_answer_and_references_download_as_markdown_and_bibtex(page: Page, assistant: Assistant) -> None:
+    markdown, bibtex = "#pa-download-markdown", "#pa-download-bibtex"
+    assert not page.locator(markdown).is_visible() and not page.locator(bibtex).is_visible()
+    ask(page, SHADOWKV)
+    page.wait_for_selector(bibtex, state="visible", timeout=30_000)
+    expected = assistant.answer(SHADOWKV)
+    assert download(page, markdown) == expected.to_markdown()
+    downloaded = download(page, bibtex)
+    assert downloaded == expected.to_bibtex()
+    library = bibtexparser.parse_string(downloaded)
+    assert not library.failed_blocks and len(library.entries) == len(expected.citations) >= 1
+
+    ask(page, "What is the boiling point of ethanol?")  # a refusal: its sentence, but no references
+    page.wait_for_selector(bibtex, state="hidden", timeout=30_000)
+    assert "The collection doesn't answer this." in download(page, markdown)
+    page.click("#pa-new-chat")  # a new chat has nothing to download
+    page.wait_for_selector(markdown, state="hidden", timeout=30_000)
+    ask(page, "?!")  # an error (a new chat, so not read as a follow-up): nothing to download
+    assert page.locator(".pa-error").count() == 1
+    page.wait_for_timeout(1000)
+    assert not page.locator(markdown).is_visible() and not page.locator(bibtex).is_visible()
 
 
 def test_mobile_layout_stacks_without_horizontal_scroll(browser: Browser, chat_url: str) -> None:

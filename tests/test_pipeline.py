@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -95,22 +94,6 @@ def test_bad_questions_raise_a_value_error(assistant: Assistant, question: str) 
         assistant.answer(question)
     assert isinstance(info.value, ValueError)
     assert str(info.value)
-
-
-def test_answering_opens_no_network_connection(assistant: Assistant, monkeypatch: pytest.MonkeyPatch) -> None:
-    attempts: list = []
-    real_connect = socket.socket.connect
-
-    def guarded(self: socket.socket, address: object) -> None:
-        attempts.append(address)
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
-    fresh = Assistant(assistant.settings)
-    answer = fresh.answer("How does ShadowKV cut KV-cache memory?")
-    monkeypatch.setattr(socket.socket, "connect", real_connect)
-    assert not answer.refused and answer.citations
-    assert attempts == []
 
 
 def test_answering_does_not_load_llama_index() -> None:

@@ -22,7 +22,7 @@ def test_readme_configuration_table_is_the_settings_table() -> None:
 def test_only_settings_reads_the_environment() -> None:
     readers = [str(p.relative_to(ROOT)) for p in (ROOT / "assistant").rglob("*.py")
                if re.search(r"os\.environ|getenv\(", p.read_text(encoding="utf-8"))]
-    assert sorted(readers) == ["assistant/offline.py", "assistant/settings.py"]  # offline.py only writes
+    assert sorted(readers) == ["assistant/offline.py", "assistant/settings.py"]  # offline.py: libraries' switches
 
 
 def test_cli_flags_come_from_the_settings(capsys: pytest.CaptureFixture[str]) -> None:

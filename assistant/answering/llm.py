@@ -245,6 +245,14 @@ class ChatAnswerer:
         return (f" (the sources were fitted to {self.context_tokens} tokens: set ASSISTANT_LLM_CONTEXT_TOKENS "
                 "to the server's context window)")
 
+    def available_models(self) -> list[str]:
+        """The models the server lists (`assistant doctor` checks ours is among them); BackendError,
+        secrets redacted, when the server cannot be reached or refuses."""
+        try:
+            return self._list_models()
+        except BackendError as exc:
+            raise BackendError(redact(str(exc), self.secrets)) from None
+
     def _redacted(self, messages: Messages, end: ReplyEnd) -> Generator[str, None, None]:
         """`_complete`, with the secrets cut out of its errors (a server may echo the key back)."""
         try:
@@ -259,4 +267,8 @@ class ChatAnswerer:
     def _complete(self, messages: Messages, end: ReplyEnd) -> Iterator[str]:
         """Send the chat request, yield text deltas and record how the reply ended in `end`;
         implemented by each backend."""
+        raise NotImplementedError
+
+    def _list_models(self) -> list[str]:
+        """Ask the server for its models; implemented by each backend."""
         raise NotImplementedError

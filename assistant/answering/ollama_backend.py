@@ -76,3 +76,15 @@ class OllamaAnswerer(ChatAnswerer):
             raise BackendError(f"lost the connection to {self.where}: {one_line(exc)}") from exc
         except ValueError as exc:  # JSON that does not parse, or not the shape of a chat reply
             raise BackendError(f"{self.where} sent a reply that is not a chat response: {one_line(exc, 160)}") from exc
+
+    def _list_models(self) -> list[str]:
+        import ollama
+
+        try:
+            return [str(model.model) for model in self.client.list().models]
+        except ollama.ResponseError as exc:
+            raise BackendError(f"{self.where} returned HTTP {exc.status_code}: {one_line(exc.error)}") from exc
+        except (ConnectionError, httpx.ConnectError) as exc:
+            raise BackendError(f"cannot reach {self.where}: is `ollama serve` running there? (OLLAMA_HOST)") from exc
+        except (httpx.HTTPError, ValueError) as exc:
+            raise BackendError(f"{self.where} did not list its models: {one_line(exc)}") from exc

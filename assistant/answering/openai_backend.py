@@ -120,6 +120,19 @@ class OpenAIAnswerer(ChatAnswerer):
         except ValueError as exc:  # JSON that does not parse
             raise BackendError(f"{self.where} sent a reply that is not valid JSON: {one_line(exc)}") from exc
 
+    def _list_models(self) -> list[str]:
+        import openai
+
+        try:
+            return [model.id for model in self.client.models.list()]
+        except openai.APIConnectionError as exc:  # a timeout too
+            raise BackendError(f"cannot reach {self.where}: {one_line(exc.__cause__ or exc)}") from exc
+        except openai.APIStatusError as exc:
+            hint = _HINTS.get(exc.status_code, "")
+            raise BackendError(f"{self.where} returned {_status_message(exc)}{hint}") from exc
+        except (openai.OpenAIError, ValueError) as exc:
+            raise BackendError(f"{self.where} did not list its models: {one_line(exc)}") from exc
+
     def _text(self, reply: object, field: str, end: ReplyEnd) -> str:
         """`choices[0].<field>.content` of a completion ('message') or a stream chunk ('delta'); a
         finish reason is recorded in `end`.

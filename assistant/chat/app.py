@@ -7,9 +7,10 @@ All HTML is built in chat_render.py, which escapes every piece of corpus or answ
 
 from __future__ import annotations
 
-import ipaddress
+import hashlib
 import logging
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,8 +21,10 @@ import gradio as gr
 from ..answering import configured_backends
 from ..corpus.parse import MAX_FILE_BYTES, SUPPORTED_SUFFIXES
 from ..errors import AssistantError
+from ..export import export
 from ..indexing.uploads import add_upload
 from ..models import Answer
+from ..offline import is_loopback
 from ..pipeline import Assistant
 from ..settings import Settings, env_var
 from .render import (
@@ -164,6 +167,28 @@ def _source_choices(assistant: Assistant) -> list[tuple[str, str]]:
         return []
 
 
+def _export_file(answer: Answer, fmt: str, name: str) -> str:
+    """Write the answer in `fmt` to a file named `name` (in a folder named by its content, so the same
+    answer is written once) and return its path for a download button."""
+    text = export(answer, fmt)
+    folder = Path(tempfile.gettempdir()) / "papers-assistant-exports" / hashlib.sha256(text.encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def export_buttons(details: dict[str, Any] | None) -> tuple[gr.DownloadButton, gr.DownloadButton]:
+    """The download buttons for the last answer: Markdown for any answer or refusal, BibTeX when it
+    cites papers; hidden before an answer and after an error."""
+    if not details or "error" in details:
+        return gr.DownloadButton(value=None, visible=False), gr.DownloadButton(value=None, visible=False)
+    answer = Answer.from_dict(details)
+    bibtex = _export_file(answer, "bibtex", "references.bib") if answer.citations else None
+    return (gr.DownloadButton(value=_export_file(answer, "markdown", "answer.md"), visible=True),
+            gr.DownloadButton(value=bibtex, visible=bibtex is not None))
+
+
 def _paper_count(assistant: Assistant) -> str:
     try:
         return str(len({c.paper_id for c in assistant.index.keyword().chunks}))
@@ -229,11 +254,18 @@ def build_app(assistant: Assistant, backends: list[str] | None = None) -> gr.Blo
                     fill_height=False,
                 )
             with gr.Column(scale=2, min_width=300, elem_id="pa-sources-col"):
+                with gr.Row(elem_id="pa-downloads"):
+                    markdown_file = gr.DownloadButton("Download answer (Markdown)", visible=False, size="sm",
+                                                      variant="secondary", elem_id="pa-download-markdown")
+                    bibtex_file = gr.DownloadButton("Download references (BibTeX)", visible=False, size="sm",
+                                                    variant="secondary", elem_id="pa-download-bibtex")
                 sources.render()
                 details.render()
         upload.upload(make_uploader(assistant), inputs=upload, outputs=[upload_status, header, sources_filter],
                       api_name="add_papers", concurrency_limit=1)
         sources.change(None, js=SCROLL_TO_EVIDENCE, api_visibility="undocumented", queue=False)
+        details.change(export_buttons, inputs=details, outputs=[markdown_file, bibtex_file],
+                       api_visibility="undocumented", queue=False)
         chat.chatbot.clear(lambda: (SOURCES_EMPTY, None, []), outputs=[sources, details, earlier],
                            api_visibility="undocumented", queue=False)
         new_chat.click(lambda: ([], [], SOURCES_EMPTY, None, []),
@@ -253,19 +285,12 @@ def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, *,
     return url
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860) -> None:
     """Build the index if needed (progress in the terminal), then serve the chat until interrupted."""
     auth = settings.chat_login
     assistant = Assistant(settings)
     assistant.ensure_index()
-    if not _is_loopback(host) and auth is None:
+    if not is_loopback(host) and auth is None:
         print(f"warning: serving on {host} without a login; set {env_var('chat_auth')}=user:password",
               file=sys.stderr)
     print(f"Chat on http://{host}:{port}" + (" (login required)" if auth else ""), file=sys.stderr)
