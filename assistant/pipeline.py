@@ -19,7 +19,7 @@ from .indexing.index import PaperIndex
 from .models import Answer, AnswerStream, Source
 from .search.fusion import Retriever
 from .settings import MAX_TOP_K, RETRIEVAL_MODES, Settings
-from .text import without_control
+from .text import split_sentences, without_control
 
 
 def clean_question(question: Any, max_chars: int) -> str:
@@ -118,6 +118,8 @@ class Assistant:
         check_options(backend, top_k, retrieval)
         answerer = self.answerer(backend or self.settings.backend)
         sources = answerer.fit_sources(question, self.retrieve(question, top_k, retrieval))
+        # The sources' sentence vectors were computed when indexing: answering and checking embed none.
+        self.encoder.preload([s for src in sources for s in split_sentences(src.text)], self.index.sentences.get)
         retrieved = time.perf_counter()
 
         def check(text: str) -> Answer:

@@ -241,8 +241,9 @@ def render(results: dict) -> str:
         rows.append((f"answer() warm, extractive, {label} ({a['chunks']:,} chunks)",
                      f"p50 {a['p50_ms']:.0f} ms, p95 {a['p95_ms']:.0f} ms (retrieval p50 "
                      f"{a['parts_p50_ms']['retrieval']:.0f} ms, answer {a['parts_p50_ms']['answer']:.0f} ms, "
-                     f"citations {a['parts_p50_ms']['citations']:.0f} ms); open {a['open_s']:.1f} s, "
-                     f"BM25 load {a['bm25_load_s']:.2f} s, first answer {a['first_answer_s']:.1f} s", mib(a)))
+                     f"citations {a['parts_p50_ms']['citations']:.0f} ms); open {a['open_s']:.1f} s, keyword "
+                     f"index open {a['keyword_open_s'] * 1000:.0f} ms, first answer {a['first_answer_s']:.1f} s",
+                     mib(a)))
     for key in [k for k in s if k.startswith("synthetic_")]:
         g = s[key]
         how = "reused from cache" if g.get("reused") else f"made in {g['seconds']:.0f} s"

@@ -11,7 +11,7 @@ centre ~0.7-0.85, like related papers). Latency and memory depend on the collect
 shape, not on what the vectors mean; answer quality on such a collection means nothing.
 
 The collection gets the same tags, chunk metadata and fingerprint handling as a real index
-(`IndexStore.add`, `PaperIndex`), plus the persisted BM25 index, so the assistant
+(`IndexStore.add`, `PaperIndex`), plus the keyword index (written as the chunks are), so the assistant
 opens it like any other. The real papers (with their real vectors) are included too.
 
 Usage: python benchmarks/synthetic.py --papers 10000 --real-index DIR --out DIR
@@ -26,12 +26,13 @@ import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from assistant.indexing import keyword
 from assistant.indexing.index import PaperIndex
-from assistant.indexing.keyword import KeywordIndex
 from assistant.indexing.store import INCOMPLETE
 from assistant.models import Chunk, ScoredChunk
 from assistant.settings import Settings
@@ -154,7 +155,7 @@ def _perturb(number: str, rng: np.random.Generator) -> str:
 
 def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int = 2000,
           progress: bool = True) -> dict:
-    """Write the real papers plus `papers` synthetic ones into `out`'s store and BM25 index."""
+    """Write the real papers plus `papers` synthetic ones into `out`'s store and keyword index."""
     started = time.perf_counter()
     source = _RealCollection(real)
     gen = SyntheticPapers(source, seed)
@@ -163,37 +164,38 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
     store.reset()
     fingerprint = f"synthetic-{papers}-seed{seed}-" + PaperIndex(real).store.fingerprint()
     store.set_fingerprint(INCOMPLETE)
-    keyword_rows = []
-    for start in range(0, len(source.rows), batch):  # the real papers, with their real vectors
-        rows = source.rows[start:start + batch]
-        store.collection.add(ids=[r[0] for r in rows], documents=[r[1] for r in rows],
-                             metadatas=[r[2] for r in rows], embeddings=np.stack([r[3] for r in rows]))
-        keyword_rows += [ScoredChunk(r[0], r[2]["paper_id"], r[2]["title"], r[1]) for r in rows]
-    chunks: list[Chunk] = []
-    vectors: list[np.ndarray] = []
-    meta: dict[str, dict] = {}
-    for number in range(papers):
-        paper_id, title, texts, vecs = gen.paper(number)
-        meta[paper_id] = {"page_date": "synthetic", "pages": f"synthetic:{number}"}
-        for position, text in enumerate(texts):
-            embedded = f"{title}\n{text}"
-            chunks.append(Chunk(f"{paper_id}-{position}", paper_id, title, text, embedded, position,
-                                hashlib.sha1(embedded.encode()).hexdigest()[:16]))
-        vectors.append(vecs)
-        if len(chunks) >= batch or number == papers - 1:
-            store.add(chunks, np.concatenate(vectors).tolist(), meta)
-            keyword_rows += [ScoredChunk(c.chunk_id, c.paper_id, c.title, c.text) for c in chunks]
-            chunks, vectors, meta = [], [], {}
-            if progress:
-                print(f"\r  synthetic papers: {number + 1}/{papers}", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
-    written = time.perf_counter()
-    KeywordIndex(keyword_rows, fingerprint).save(index.keyword_dir)
+
+    def stored_chunks() -> Iterator[ScoredChunk]:
+        """Each batch written to the store, then handed to the keyword writer (memory stays flat)."""
+        for start in range(0, len(source.rows), batch):  # the real papers, with their real vectors
+            rows = source.rows[start:start + batch]
+            store.collection.add(ids=[r[0] for r in rows], documents=[r[1] for r in rows],
+                                 metadatas=[r[2] for r in rows], embeddings=np.stack([r[3] for r in rows]))
+            yield from (ScoredChunk(r[0], r[2]["paper_id"], r[2]["title"], r[1]) for r in rows)
+        chunks: list[Chunk] = []
+        vectors: list[np.ndarray] = []
+        meta: dict[str, dict] = {}
+        for number in range(papers):
+            paper_id, title, texts, vecs = gen.paper(number)
+            meta[paper_id] = {"page_date": "synthetic", "pages": f"synthetic:{number}"}
+            for position, text in enumerate(texts):
+                embedded = f"{title}\n{text}"
+                chunks.append(Chunk(f"{paper_id}-{position}", paper_id, title, text, embedded, position,
+                                    hashlib.sha1(embedded.encode()).hexdigest()[:16]))
+            vectors.append(vecs)
+            if len(chunks) >= batch or number == papers - 1:
+                store.add(chunks, np.concatenate(vectors).tolist(), meta)
+                yield from (ScoredChunk(c.chunk_id, c.paper_id, c.title, c.text) for c in chunks)
+                chunks, vectors, meta = [], [], {}
+                if progress:
+                    print(f"\r  synthetic papers: {number + 1}/{papers}", end="", file=sys.stderr, flush=True)
+        if progress:
+            print(file=sys.stderr)
+
+    keyword.write(index.keyword_dir, fingerprint, previous=None, added=(), removed=(), all_chunks=stored_chunks)
     store.set_fingerprint(fingerprint)
     return {"papers": papers + len(source.papers), "synthetic_papers": papers, "real_papers": len(source.papers),
-            "chunks": store.count(), "write_s": round(written - started, 1),
-            "bm25_build_s": round(time.perf_counter() - written, 1), "note": VECTORS_NOTE}
+            "chunks": store.count(), "write_s": round(time.perf_counter() - started, 1), "note": VECTORS_NOTE}
 
 
 def main() -> None:

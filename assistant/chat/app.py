@@ -95,7 +95,7 @@ def make_responder(assistant: Assistant) -> Responder:
 
 def _paper_count(assistant: Assistant) -> str:
     try:
-        return str(len({c.paper_id for c in assistant.index.keyword().chunks}))
+        return str(assistant.index.keyword().paper_count())
     except AssistantError:
         return "the indexed"
 

@@ -1,4 +1,5 @@
-"""The indexing run: corpus → chunks → embeddings → Chroma (+ the BM25 keyword index).
+"""The indexing run: corpus → chunks → embeddings → Chroma (+ the tantivy keyword index and the
+sentence vectors beside it).
 
 Incremental: chunks are compared with the stored ones by id and content hash, so unchanged
 chunks are never embedded again, changed ones are replaced and vanished ones removed. Vectors
@@ -20,16 +21,19 @@ from typing import TYPE_CHECKING, Any
 from ..corpus.parse import ParseProblem, is_indexable, load_corpus
 from ..errors import CorpusError, IndexProblemError
 from ..models import PROVENANCE_KEY, RESERVED_METADATA, Chunk, Paper
+from ..text import split_sentences
+from . import keyword
 from .chunking import chunk_papers
-from .embedding import Encoder
-from .keyword import KeywordIndex
+from .embedding import MiniLMEncoder, vector_key
 from .repair import remove_index_files
+from .sentences import SentenceWriter
 from .store import INCOMPLETE, IndexStore
 
 if TYPE_CHECKING:  # index.py runs the build and imports this module
     from .index import PaperIndex
 
 EMBED_BATCH = 64
+SENTENCE_BATCH = 2000
 CHUNK_CACHE = "chunk-cache.json"
 
 
@@ -88,7 +92,7 @@ def _fingerprint(chunks: Sequence[Chunk]) -> str:
 
 
 def build(index: PaperIndex, paths: Sequence[str | Path] = (), *, rebuild: bool = False,
-          progress: bool = True, encoder: Encoder) -> IndexReport:
+          progress: bool = True, encoder: MiniLMEncoder) -> IndexReport:
     """The indexing run (see `PaperIndex.build`), under the index's writer lock."""
     settings = index.settings
     report = IndexReport()
@@ -134,20 +138,34 @@ def build(index: PaperIndex, paths: Sequence[str | Path] = (), *, rebuild: bool 
         stale = [cid for cid in stored if cid not in current]
         report.added, report.unchanged, report.removed = len(todo), len(chunks) - len(todo), len(stale)
         fingerprint = _fingerprint(chunks)
-        if todo or stale or store.fingerprint() != fingerprint:
-            store.set_fingerprint(INCOMPLETE)
-            store.set_sources(sources)  # first, so that a run after a crash knows what to finish
-            t = time.perf_counter()
-            _embed_and_store(store, todo, {p.paper_id: _flat_metadata(p) for p in corpus.papers},
-                             encoder, progress, renew)
-            report.seconds["embed+store"] = time.perf_counter() - t
-            store.delete(stale)
-            store.set_fingerprint(fingerprint)
-        kw = index.keyword_dir
-        if KeywordIndex.load(kw, fingerprint) is None:
-            t = time.perf_counter()
-            KeywordIndex(store.all_chunks(), fingerprint).save(kw)
+        previous = store.fingerprint()
+        changed = bool(todo or stale) or previous != fingerprint
+        sentences = index.sentences.writer(fresh=rebuild or bool(reason))
+        try:
+            if changed:
+                store.set_fingerprint(INCOMPLETE)
+                store.set_sources(sources)  # first, so that a run after a crash knows what to finish
+                t = time.perf_counter()
+                _embed_and_store(store, sentences, todo, {p.paper_id: _flat_metadata(p) for p in corpus.papers},
+                                 encoder, progress, renew)
+                report.seconds["embed+store"] = time.perf_counter() - t
+                store.delete(stale)
+            if not sentences.complete:  # new (an index made before sentence vectors) or cut short
+                t = time.perf_counter()
+                _store_sentences(sentences, chunks, encoder)
+                report.seconds["sentences"] = time.perf_counter() - t
+            elif stale or any(c.chunk_id in stored for c in todo):  # sentences of replaced chunks go
+                sentences.keep_only(_sentence_keys(chunks, encoder))
+            sentences.set_complete(True)
+        finally:
+            sentences.close()
+        t = time.perf_counter()
+        # Before the new fingerprint is published: until then readers take the keyword index as it is.
+        if keyword.write(index.keyword_dir, fingerprint, previous=previous, added=todo, removed=stale,
+                         all_chunks=store.all_chunks):
             report.seconds["keyword"] = time.perf_counter() - t
+        if changed:
+            store.set_fingerprint(fingerprint)
         report.seconds["total"] = time.perf_counter() - started
     return report
 
@@ -174,10 +192,13 @@ def _emptied(index: PaperIndex, progress: bool) -> list[str]:
         return sources
 
 
-def _embed_and_store(store: IndexStore, chunks: list[Chunk], paper_meta: dict[str, dict],
-                     encoder: Encoder, progress: bool, renew: Callable[[], None]) -> None:
-    """Embed chunks in length-sorted batches; a writer thread stores each batch while the next
-    one is embedded (the model releases the GIL), so Chroma's writes cost almost no wall time.
+def _embed_and_store(store: IndexStore, sentences: SentenceWriter, chunks: list[Chunk],
+                     paper_meta: dict[str, dict], encoder: MiniLMEncoder, progress: bool,
+                     renew: Callable[[], None]) -> None:
+    """Embed chunks (and their sentences) in length-sorted batches; a writer thread stores each
+    batch while the next one is embedded (the model releases the GIL), so Chroma's writes cost
+    almost no wall time. A batch's sentences are stored before its chunks: a stored chunk always
+    has its sentence vectors, also after a run that was killed.
     """
     from tqdm import tqdm
 
@@ -189,6 +210,7 @@ def _embed_and_store(store: IndexStore, chunks: list[Chunk], paper_meta: dict[st
         for start in range(0, len(chunks), EMBED_BATCH):
             batch = chunks[start:start + EMBED_BATCH]
             vectors = encoder.encode([c.embed_text for c in batch])
+            _store_sentences(sentences, batch, encoder)
             if pending is not None:
                 _stored(pending, bar)  # one write in flight at most; a failed write stops the run
             pending = writer.submit(store.add, batch, vectors.tolist(), paper_meta), len(batch)
@@ -196,6 +218,26 @@ def _embed_and_store(store: IndexStore, chunks: list[Chunk], paper_meta: dict[st
         if pending is not None:
             _stored(pending, bar)
     bar.close()
+
+
+def _sentences(chunks: Sequence[Chunk]) -> list[str]:
+    """The distinct sentences of the chunks, as the answerer splits their passages."""
+    return list(dict.fromkeys(s for c in chunks for s in split_sentences(c.text)))
+
+
+def _sentence_keys(chunks: Sequence[Chunk], encoder: MiniLMEncoder) -> set[str]:
+    return {vector_key(ids) for ids in encoder.tokenize(_sentences(chunks))}
+
+
+def _store_sentences(sentences: SentenceWriter, chunks: Sequence[Chunk], encoder: MiniLMEncoder) -> None:
+    """Embed and store the chunks' sentences that are not stored yet (in batches, for memory)."""
+    texts = _sentences(chunks)
+    for start in range(0, len(texts), SENTENCE_BATCH):
+        token_ids = {vector_key(ids): ids for ids in encoder.tokenize(texts[start:start + SENTENCE_BATCH])}
+        missing = sentences.missing(token_ids)
+        todo = [key for key in token_ids if key in missing]
+        if todo:
+            sentences.add(todo, encoder.encode_ids([token_ids[k] for k in todo]))
 
 
 def _stored(write: tuple[Future, int], bar: Any) -> None:

@@ -6,8 +6,10 @@ tokenizer from `assistant/data/minilm/`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -117,6 +119,12 @@ def _length_batches(order: list[int], lengths: list[int]) -> list[list[int]]:
     return batches
 
 
+def vector_key(token_ids: Sequence[int]) -> str:
+    """A stable name for the vector of a text with these model token ids (texts that tokenise
+    alike share it), under which index-time vectors are stored and looked up."""
+    return hashlib.sha1(np.asarray(token_ids, dtype=np.int32).tobytes()).hexdigest()[:32]
+
+
 class CachedEncoder:
     """Wraps an encoder with a bounded cache of vectors (sentences repeat across questions).
 
@@ -134,8 +142,16 @@ class CachedEncoder:
     def remember(self, texts: list[str], vectors: Any) -> None:
         """Take vectors already computed by this model (e.g. read back from an index)."""
         keys = [tuple(ids) for ids in self.encoder.tokenize(texts)]
+        self._keep(dict(zip(keys, np.asarray(vectors, dtype=np.float32))))
+
+    def preload(self, texts: list[str], stored: Callable[[list[str]], dict[str, np.ndarray]]) -> None:
+        """Take from `stored` (vectors by `vector_key`, e.g. `SentenceVectors.get`) those of `texts`
+        not cached yet, so that encoding them later computes nothing."""
+        token_ids = {tuple(ids): ids for ids in self.encoder.tokenize(texts)}
         with self._lock:
-            self._cache.update(zip(keys, np.asarray(vectors, dtype=np.float32)))
+            wanted = {vector_key(ids): key for key, ids in token_ids.items() if key not in self._cache}
+        found = stored(list(wanted)) if wanted else {}
+        self._keep({wanted[k]: v for k, v in found.items()})
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Like `MiniLMEncoder.encode`, embedding only the texts not seen before."""
@@ -148,8 +164,11 @@ class CachedEncoder:
         missing = {k: ids for k, ids in zip(keys, token_ids) if k not in known}
         if missing:
             known.update(zip(missing, self.encoder.encode_ids(list(missing.values()))))
-            with self._lock:
-                if len(self._cache) + len(missing) > self.max_items:
-                    self._cache.clear()
-                self._cache.update((k, known[k]) for k in missing)
+            self._keep({k: known[k] for k in missing})
         return np.stack([known[k] for k in keys])
+
+    def _keep(self, vectors: dict[tuple[int, ...], np.ndarray]) -> None:
+        with self._lock:
+            if len(self._cache) + len(vectors) > self.max_items:
+                self._cache.clear()
+            self._cache.update(vectors)

@@ -1,4 +1,4 @@
-"""The index as one object: the Chroma store (opened once), the BM25 index beside it, the writer
+"""The index as one object: the Chroma store (opened once), the keyword index beside it, the writer
 lock, readiness, chunk metadata and titles.
 
 A `PaperIndex` is made from the settings once and passed down (to the build run, to search, to the
@@ -26,9 +26,10 @@ from ..models import RESERVED_METADATA
 from ..settings import Settings
 from .build import IndexReport, build
 from .chunking import chunking_id
-from .embedding import EMBEDDER_ID, Encoder, MiniLMEncoder
-from .keyword import KeywordIndex
+from .embedding import EMBEDDER_ID, MiniLMEncoder
+from .keyword import KeywordIndex, KeywordSearch, catch_up
 from .repair import half_deleted
+from .sentences import SentenceVectors
 from .store import INCOMPLETE, IndexStore
 
 #: How long a readiness check or a loaded keyword index is trusted before the store is asked again.
@@ -49,7 +50,7 @@ class PaperIndex:
     """One index (embedded folder or Chroma server collection) and everything kept beside it.
     Thread-safe; `encoder` embeds chunks when building (the MiniLM model unless given)."""
 
-    def __init__(self, settings: Settings, encoder: Encoder | None = None) -> None:
+    def __init__(self, settings: Settings, encoder: MiniLMEncoder | None = None) -> None:
         self.settings = settings
         self._encoder = encoder
         self._lock = threading.RLock()
@@ -57,6 +58,7 @@ class PaperIndex:
         self._keyword: KeywordIndex | None = None
         self._keyword_checked = 0.0
         self._ready_checked = -KEYWORD_CHECK_SECONDS
+        self.sentences = SentenceVectors(Path(f"{self._beside('sentences')}.sqlite3"), expected_tags(settings))
 
     def serves(self, settings: Settings) -> bool:
         """Whether `settings` describe this same index (so an Assistant with them can share it)."""
@@ -82,12 +84,17 @@ class PaperIndex:
             self._store = None
             return self.store
 
-    @property
-    def keyword_dir(self) -> Path:
-        """Where the BM25 index is saved (locally, also in server mode)."""
+    def _beside(self, kind: str) -> Path:
+        """Where a part kept beside the vectors lives: in the index folder, also in server mode
+        (then named after the server's URL too)."""
         url = self.settings.chroma_url
         suffix = "-" + hashlib.sha1(url.encode()).hexdigest()[:8] if url else ""
-        return Path(self.settings.index_dir) / f"keyword-{self.settings.collection}{suffix}"
+        return Path(self.settings.index_dir) / f"{kind}-{self.settings.collection}{suffix}"
+
+    @property
+    def keyword_dir(self) -> Path:
+        """Where the keyword index lives."""
+        return self._beside("keyword")
 
     # -- building --------------------------------------------------------------------------------
     def build(self, paths: Sequence[str | Path] = (), *, rebuild: bool = False, progress: bool = True) -> IndexReport:
@@ -207,21 +214,28 @@ class PaperIndex:
                                 "stored yet; try again when it has finished")
 
     # -- reading ---------------------------------------------------------------------------------
-    def keyword(self) -> KeywordIndex:
-        """The BM25 index matching the store; reloaded only when the store changed."""
+    def keyword(self) -> KeywordSearch:
+        """The keyword index beside the store, opened read-only and reopened when an indexing run
+        has written it anew (checked every few seconds); never rebuilt while it is in step."""
         with self._lock:
             now = time.monotonic()
             if self._keyword is not None and now - self._keyword_checked < KEYWORD_CHECK_SECONDS:
                 return self._keyword
             self._keyword_checked = now
-            # On a server another process may have changed the collection: read it afresh.
-            fingerprint = self.store.fingerprint(fresh=self.settings.chroma_url is not None)
-            if self._keyword is None or self._keyword.fingerprint != fingerprint:
-                self._keyword = KeywordIndex.load(self.keyword_dir, fingerprint)
-                if self._keyword is None:
-                    self._keyword = KeywordIndex(self.store.all_chunks(), fingerprint)
-                    if fingerprint != INCOMPLETE:  # a run is writing: its own save will follow
-                        self._keyword.save(self.keyword_dir)
+            # Another process (or PaperIndex) may have changed the collection: read it afresh.
+            fingerprint = self.store.fingerprint(fresh=True)
+            if self._keyword is None or self._keyword.folder is None:
+                self._keyword = KeywordIndex.open(self.keyword_dir)
+            else:
+                self._keyword.refresh()
+            # Out of step: a folder no indexing run writes (a Chroma server used from another
+            # machine) or one written by an older version. While a run writes, it is left alone.
+            out_of_step = self._keyword is None or self._keyword.fingerprint != fingerprint
+            if out_of_step and fingerprint != INCOMPLETE and catch_up(self.keyword_dir, fingerprint,
+                                                                      self.store.all_chunks):
+                self._keyword = KeywordIndex.open(self.keyword_dir)
+            if self._keyword is None:  # a first run is still writing: no keyword hits until it is done
+                self._keyword = KeywordIndex(None)
             return self._keyword
 
     def chunk_metadata(self, chunk_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -231,7 +245,7 @@ class PaperIndex:
 
     def titles(self) -> list[str]:
         """Every indexed paper's title, sorted."""
-        return sorted({c.title for c in self.keyword().chunks})
+        return self.keyword().titles()
 
 
 def _every(seconds: float, action: Callable[[], None]) -> Callable[[], None]:
