@@ -126,7 +126,7 @@ def chat_load(workdir: Path, index_dir: Path, questions: int) -> dict:
                                   stderr=subprocess.STDOUT)
         try:
             load_chat.wait_for(url, 600)
-            figures = load_chat.run(url, questions, questions, 180.0)
+            figures = load_chat.run(url, questions, questions, 180.0, server.pid)
         finally:
             server.terminate()
             _, _, usage = os.wait4(server.pid, 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: Requests answered at the same time; more wait in Gradio's queue.
 CONCURRENCY_LIMIT = 4
+#: Least time between two renders of a streaming answer (docs/performance.md, "Chat under load").
+STREAM_INTERVAL_S = 0.1
 MAX_TOP_K = 20
 CSS = (Path(__file__).with_name("chat.css")).read_text(encoding="utf-8")
 # Gradio 6.31 ships Source Sans Pro SemiBold (600) as a 55-glyph subset: bold text then mixes in
@@ -81,8 +84,13 @@ def make_responder(assistant: Assistant) -> Responder:
         yield render_pending(asked_as), SOURCES_PENDING, None
         try:
             answer = assistant.stream(asked, backend=backend, top_k=int(top_k))
+            shown = time.monotonic()
             for _ in answer:
-                yield render_streaming(answer.text, asked_as), SOURCES_PENDING, None
+                # One render per interval, not per delta: each update re-renders and re-sends the
+                # whole bubble, and an answer written at once (extractive) needs no partial render.
+                if time.monotonic() - shown >= STREAM_INTERVAL_S:
+                    yield render_streaming(answer.text, asked_as), SOURCES_PENDING, None
+                    shown = time.monotonic()
             yield render_answer(answer.answer, asked_as), render_sources(answer.answer), answer.answer.to_dict()
         except AssistantError as exc:
             yield render_error(exc), SOURCES_EMPTY, {"error": str(exc), "kind": type(exc).__name__}
@@ -166,11 +174,25 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def warm_up(assistant: Assistant) -> None:
+    """Do now what the first users would otherwise wait for: load the model and open the indexes
+    (~3 s), and pick matplotlib's backend, which Gradio resolves on its first request otherwise by
+    importing pyplot on the event loop (~1 s during which no request moves)."""
+    import matplotlib
+
+    matplotlib.use("agg")
+    try:
+        assistant.answer(EXAMPLES[0], backend="extractive")
+    except AssistantError as exc:
+        log.warning("warm-up question failed: %s", exc)
+
+
 def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860) -> None:
     """Build the index if needed (progress in the terminal), then serve the chat until interrupted."""
     auth = settings.chat_login
     assistant = Assistant(settings)
     assistant.ensure_index()
+    warm_up(assistant)
     if not _is_loopback(host) and auth is None:
         print(f"warning: serving on {host} without a login; set {env_var('chat_auth')}=user:password",
               file=sys.stderr)

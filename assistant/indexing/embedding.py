@@ -137,19 +137,19 @@ class CachedEncoder:
         self.encoder = encoder
         self.max_items = max_items
         self._cache: dict[tuple[int, ...], np.ndarray] = {}
+        self._token_ids: dict[str, tuple[int, ...]] = {}
         self._lock = threading.Lock()
 
     def remember(self, texts: list[str], vectors: Any) -> None:
         """Take vectors already computed by this model (e.g. read back from an index)."""
-        keys = [tuple(ids) for ids in self.encoder.tokenize(texts)]
-        self._keep(dict(zip(keys, np.asarray(vectors, dtype=np.float32))))
+        self._keep(dict(zip(self._tokenize(texts), np.asarray(vectors, dtype=np.float32))))
 
     def preload(self, texts: list[str], stored: Callable[[list[str]], dict[str, np.ndarray]]) -> None:
         """Take from `stored` (vectors by `vector_key`, e.g. `SentenceVectors.get`) those of `texts`
         not cached yet, so that encoding them later computes nothing."""
-        token_ids = {tuple(ids): ids for ids in self.encoder.tokenize(texts)}
+        keys = set(self._tokenize(texts))
         with self._lock:
-            wanted = {vector_key(ids): key for key, ids in token_ids.items() if key not in self._cache}
+            wanted = {vector_key(key): key for key in keys if key not in self._cache}
         found = stored(list(wanted)) if wanted else {}
         self._keep({wanted[k]: v for k, v in found.items()})
 
@@ -157,15 +157,28 @@ class CachedEncoder:
         """Like `MiniLMEncoder.encode`, embedding only the texts not seen before."""
         if not texts:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
-        token_ids = self.encoder.tokenize(texts)
-        keys = [tuple(ids) for ids in token_ids]
+        keys = self._tokenize(texts)
         with self._lock:
             known = {k: self._cache[k] for k in keys if k in self._cache}
-        missing = {k: ids for k, ids in zip(keys, token_ids) if k not in known}
+        missing = [k for k in dict.fromkeys(keys) if k not in known]
         if missing:
-            known.update(zip(missing, self.encoder.encode_ids(list(missing.values()))))
+            known.update(zip(missing, self.encoder.encode_ids([list(k) for k in missing])))
             self._keep({k: known[k] for k in missing})
         return np.stack([known[k] for k in keys])
+
+    def _tokenize(self, texts: list[str]) -> list[tuple[int, ...]]:
+        """Token ids of the texts, tokenising each distinct text once (passage sentences come back
+        question after question, and each answer looks at them up to three times)."""
+        with self._lock:
+            known = {t: self._token_ids[t] for t in texts if t in self._token_ids}
+        new = [t for t in dict.fromkeys(texts) if t not in known]
+        if new:
+            known.update(zip(new, map(tuple, self.encoder.tokenize(new))))
+            with self._lock:
+                if len(self._token_ids) + len(new) > self.max_items:
+                    self._token_ids.clear()
+                self._token_ids.update((t, known[t]) for t in new)
+        return [known[t] for t in texts]
 
     def _keep(self, vectors: dict[tuple[int, ...], np.ndarray]) -> None:
         with self._lock:
