@@ -11,7 +11,8 @@ centre ~0.7-0.85, like related papers). Latency and memory depend on the collect
 shape, not on what the vectors mean; answer quality on such a collection means nothing.
 
 The collection gets the same tags, chunk metadata and fingerprint handling as a real index
-(`IndexStore.add`, `PaperIndex`), plus the keyword index (written as the chunks are), so the assistant
+(`IndexStore.add`, `PaperIndex`), plus the keyword index (written as the chunks are) and sentence
+vectors (generated like the chunks': the chunk's vector plus noise), so the assistant
 opens it like any other. The real papers (with their real vectors) are included too.
 
 Usage: python benchmarks/synthetic.py --papers 10000 --real-index DIR --out DIR
@@ -23,6 +24,7 @@ import argparse
 import hashlib
 import json
 import re
+import shutil
 import sys
 import time
 from collections import Counter
@@ -32,14 +34,18 @@ from pathlib import Path
 import numpy as np
 
 from assistant.indexing import keyword
+from assistant.indexing.embedding import DIMENSIONS, MiniLMEncoder, vector_key
 from assistant.indexing.index import PaperIndex
 from assistant.indexing.store import INCOMPLETE
 from assistant.models import Chunk, ScoredChunk
 from assistant.settings import Settings
 from assistant.text import STOPWORDS, split_sentences
 
-VECTORS_NOTE = ("vectors are GENERATED (real chunk vectors as cluster centres + Gaussian noise, renormalised), "
-                "not model embeddings; texts are assembled from the real corpus")
+VECTORS_NOTE = ("vectors are GENERATED (real chunk vectors as cluster centres + Gaussian noise, renormalised; "
+                "sentence vectors: their chunk's vector + noise), not model embeddings; texts are assembled from "
+                "the real corpus")
+#: Part of the cache marker: collections made by an older generator are made again.
+GENERATOR = "v2-tantivy-sentences"
 CHUNK_WORDS = 140
 NEIGHBOURS = 4
 _WORD = re.compile(r"\b[a-z][a-z-]{3,}\b")
@@ -162,8 +168,27 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
     index = PaperIndex(out)
     store = index.store
     store.reset()
-    fingerprint = f"synthetic-{papers}-seed{seed}-" + PaperIndex(real).store.fingerprint()
+    real_index = PaperIndex(real)
+    fingerprint = f"synthetic-{papers}-seed{seed}-" + real_index.store.fingerprint()
     store.set_fingerprint(INCOMPLETE)
+    # Sentence vectors as an indexing run stores them: the real papers' real ones, generated ones
+    # (the chunk's vector plus noise) for the synthetic papers' sentences.
+    shutil.copyfile(real_index.sentences.path, index.sentences.path)
+    sentence_writer = index.sentences.writer(fresh=False)
+    tokenizer, noise = MiniLMEncoder(), np.random.default_rng(seed + 1)
+
+    def add_sentences(chunks: list[Chunk], vectors: np.ndarray) -> None:
+        texts, centres = [], []
+        for chunk, vector in zip(chunks, vectors):
+            for sentence in split_sentences(chunk.text):
+                texts.append(sentence)
+                centres.append(vector)
+        jitter = noise.standard_normal((len(texts), DIMENSIONS)).astype(np.float32)
+        jitter *= 0.8 / np.linalg.norm(jitter, axis=1, keepdims=True)
+        mixed = np.stack(centres) + jitter
+        keys = [vector_key(ids) for ids in tokenizer.tokenize(texts)]
+        unique = dict(zip(keys, mixed / np.linalg.norm(mixed, axis=1, keepdims=True)))
+        sentence_writer.add(list(unique), np.stack(list(unique.values())))
 
     def stored_chunks() -> Iterator[ScoredChunk]:
         """Each batch written to the store, then handed to the keyword writer (memory stays flat)."""
@@ -185,6 +210,7 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
             vectors.append(vecs)
             if len(chunks) >= batch or number == papers - 1:
                 store.add(chunks, np.concatenate(vectors).tolist(), meta)
+                add_sentences(chunks, np.concatenate(vectors))
                 yield from (ScoredChunk(c.chunk_id, c.paper_id, c.title, c.text) for c in chunks)
                 chunks, vectors, meta = [], [], {}
                 if progress:
@@ -193,6 +219,8 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
             print(file=sys.stderr)
 
     keyword.write(index.keyword_dir, fingerprint, previous=None, added=(), removed=(), all_chunks=stored_chunks)
+    sentence_writer.set_complete(True)
+    sentence_writer.close()
     store.set_fingerprint(fingerprint)
     return {"papers": papers + len(source.papers), "synthetic_papers": papers, "real_papers": len(source.papers),
             "chunks": store.count(), "write_s": round(time.perf_counter() - started, 1), "note": VECTORS_NOTE}

@@ -276,14 +276,14 @@ def test_changed_chunks_are_replaced(tmp_path: Path, settings: Settings, first_b
     extra = tmp_path / "extra.jsonl"
     extra.write_text('{"title": "Quokka: A Tiny Test Paper on Batching", "abstract": "Quokka batches short '
                      'sentences by length. It bounds padding to fifteen percent."}\n')
-    small = MiniLMEncoder()
-    PaperIndex(settings, _Counting(small)).build([extra], progress=False)
+    PaperIndex(settings, _Counting()).build([extra], progress=False)
     extra.write_text('{"title": "Quokka: A Tiny Test Paper on Batching", "abstract": "Quokka batches short '
                      'sentences by token count. It bounds padding to fifteen percent of the batch."}\n')
-    counting = _Counting(small)
+    counting = _Counting()
     index = PaperIndex(settings, counting)
     report = index.build(progress=False)
     assert report.added == 1 and counting.texts == 1
+    assert counting.embedded == 1 + 2, "the changed chunk and its two new sentences, nothing else"
     store = index.store
     got = store.collection.get(where={"title": "Quokka: A Tiny Test Paper on Batching"}, include=["documents"])
     assert got["documents"] == ["Quokka batches short sentences by token count. It bounds padding to fifteen "
@@ -292,16 +292,20 @@ def test_changed_chunks_are_replaced(tmp_path: Path, settings: Settings, first_b
     assert store.count() == first_build.chunks + 1
 
 
-class _Counting:
-    """Counts the texts a real encoder embeds."""
+class _Counting(MiniLMEncoder):
+    """The real encoder, counting the chunk texts (`encode`) and all texts (`encode_ids`) it embeds."""
 
-    def __init__(self, encoder: MiniLMEncoder) -> None:
-        self.encoder = encoder
-        self.texts = 0
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts = self.embedded = 0
 
     def encode(self, texts: list[str]) -> np.ndarray:
         self.texts += len(texts)
-        return self.encoder.encode(texts)
+        return super().encode(texts)
+
+    def encode_ids(self, token_ids: list[list[int]]) -> np.ndarray:
+        self.embedded += len(token_ids)
+        return super().encode_ids(token_ids)
 
 
 def test_llama_index_adapter_gives_the_encoder_vectors(encoder: MiniLMEncoder) -> None:

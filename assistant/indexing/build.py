@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # index.py runs the build and imports this module
     from .index import PaperIndex
 
 EMBED_BATCH = 64
-SENTENCE_BATCH = 2000
+SENTENCE_BATCH = 512
 CHUNK_CACHE = "chunk-cache.json"
 
 
@@ -142,19 +142,23 @@ def build(index: PaperIndex, paths: Sequence[str | Path] = (), *, rebuild: bool 
         changed = bool(todo or stale) or previous != fingerprint
         sentences = index.sentences.writer(fresh=rebuild or bool(reason))
         try:
+            # Not complete (new, an index made before sentence vectors, or a run cut short): every
+            # chunk's missing sentences are embedded below; otherwise only the new chunks' ones.
+            needs_sentences = chunks if not sentences.complete else todo
             if changed:
                 store.set_fingerprint(INCOMPLETE)
                 store.set_sources(sources)  # first, so that a run after a crash knows what to finish
+                sentences.set_complete(False)
                 t = time.perf_counter()
-                _embed_and_store(store, sentences, todo, {p.paper_id: _flat_metadata(p) for p in corpus.papers},
+                _embed_and_store(store, todo, {p.paper_id: _flat_metadata(p) for p in corpus.papers},
                                  encoder, progress, renew)
                 report.seconds["embed+store"] = time.perf_counter() - t
                 store.delete(stale)
-            if not sentences.complete:  # new (an index made before sentence vectors) or cut short
+            if needs_sentences:
                 t = time.perf_counter()
-                _store_sentences(sentences, chunks, encoder)
+                _store_sentences(sentences, needs_sentences, encoder, progress)
                 report.seconds["sentences"] = time.perf_counter() - t
-            elif stale or any(c.chunk_id in stored for c in todo):  # sentences of replaced chunks go
+            if stale or any(c.chunk_id in stored for c in todo):  # sentences of replaced chunks go
                 sentences.keep_only(_sentence_keys(chunks, encoder))
             sentences.set_complete(True)
         finally:
@@ -192,13 +196,10 @@ def _emptied(index: PaperIndex, progress: bool) -> list[str]:
         return sources
 
 
-def _embed_and_store(store: IndexStore, sentences: SentenceWriter, chunks: list[Chunk],
-                     paper_meta: dict[str, dict], encoder: MiniLMEncoder, progress: bool,
-                     renew: Callable[[], None]) -> None:
-    """Embed chunks (and their sentences) in length-sorted batches; a writer thread stores each
-    batch while the next one is embedded (the model releases the GIL), so Chroma's writes cost
-    almost no wall time. A batch's sentences are stored before its chunks: a stored chunk always
-    has its sentence vectors, also after a run that was killed.
+def _embed_and_store(store: IndexStore, chunks: list[Chunk], paper_meta: dict[str, dict],
+                     encoder: MiniLMEncoder, progress: bool, renew: Callable[[], None]) -> None:
+    """Embed chunks in length-sorted batches; a writer thread stores each batch while the next
+    one is embedded (the model releases the GIL), so Chroma's writes cost almost no wall time.
     """
     from tqdm import tqdm
 
@@ -210,7 +211,6 @@ def _embed_and_store(store: IndexStore, sentences: SentenceWriter, chunks: list[
         for start in range(0, len(chunks), EMBED_BATCH):
             batch = chunks[start:start + EMBED_BATCH]
             vectors = encoder.encode([c.embed_text for c in batch])
-            _store_sentences(sentences, batch, encoder)
             if pending is not None:
                 _stored(pending, bar)  # one write in flight at most; a failed write stops the run
             pending = writer.submit(store.add, batch, vectors.tolist(), paper_meta), len(batch)
@@ -220,24 +220,32 @@ def _embed_and_store(store: IndexStore, sentences: SentenceWriter, chunks: list[
     bar.close()
 
 
-def _sentences(chunks: Sequence[Chunk]) -> list[str]:
-    """The distinct sentences of the chunks, as the answerer splits their passages."""
+def chunk_sentences(chunks: Sequence[Chunk]) -> list[str]:
+    """The distinct sentences of the chunks, as the answerer splits their passages: the texts
+    whose vectors an indexing run stores besides the chunks'."""
     return list(dict.fromkeys(s for c in chunks for s in split_sentences(c.text)))
 
 
 def _sentence_keys(chunks: Sequence[Chunk], encoder: MiniLMEncoder) -> set[str]:
-    return {vector_key(ids) for ids in encoder.tokenize(_sentences(chunks))}
+    return {vector_key(ids) for ids in encoder.tokenize(chunk_sentences(chunks))}
 
 
-def _store_sentences(sentences: SentenceWriter, chunks: Sequence[Chunk], encoder: MiniLMEncoder) -> None:
-    """Embed and store the chunks' sentences that are not stored yet (in batches, for memory)."""
-    texts = _sentences(chunks)
-    for start in range(0, len(texts), SENTENCE_BATCH):
-        token_ids = {vector_key(ids): ids for ids in encoder.tokenize(texts[start:start + SENTENCE_BATCH])}
-        missing = sentences.missing(token_ids)
-        todo = [key for key in token_ids if key in missing]
-        if todo:
-            sentences.add(todo, encoder.encode_ids([token_ids[k] for k in todo]))
+def _store_sentences(sentences: SentenceWriter, chunks: Sequence[Chunk], encoder: MiniLMEncoder,
+                     progress: bool) -> None:
+    """Embed and store the chunks' sentences that are not stored yet, in batches (each one its
+    own transaction, so a killed run keeps what it wrote)."""
+    from tqdm import tqdm
+
+    texts = chunk_sentences(chunks)
+    with tqdm(total=len(texts), desc="Embedding sentences", unit="sentence", file=sys.stderr,
+              disable=not progress) as bar:
+        for start in range(0, len(texts), SENTENCE_BATCH):
+            token_ids = {vector_key(ids): ids for ids in encoder.tokenize(texts[start:start + SENTENCE_BATCH])}
+            missing = sentences.missing(token_ids)
+            todo = [key for key in token_ids if key in missing]
+            if todo:
+                sentences.add(todo, encoder.encode_ids([token_ids[k] for k in todo]))
+            bar.update(len(texts[start:start + SENTENCE_BATCH]))
 
 
 def _stored(write: tuple[Future, int], bar: Any) -> None:

@@ -10,7 +10,6 @@ the chat and the evals do on first use); asking a question never builds.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import socket
 import sys
@@ -85,11 +84,11 @@ class PaperIndex:
             return self.store
 
     def _beside(self, kind: str) -> Path:
-        """Where a part kept beside the vectors lives: in the index folder, also in server mode
-        (then named after the server's URL too)."""
-        url = self.settings.chroma_url
-        suffix = "-" + hashlib.sha1(url.encode()).hexdigest()[:8] if url else ""
-        return Path(self.settings.index_dir) / f"{kind}-{self.settings.collection}{suffix}"
+        """Where a part kept beside the vectors lives: in the index folder, also in server mode.
+        Named after the collection only: the keyword index says which store fingerprint it
+        matches and sentence vectors depend on the text alone, so a folder served by `chroma run`
+        or reached under another URL is used as it is."""
+        return Path(self.settings.index_dir) / f"{kind}-{self.settings.collection}"
 
     @property
     def keyword_dir(self) -> Path:
