@@ -24,7 +24,7 @@ from ..models import PROVENANCE_KEY, RESERVED_METADATA, Chunk, Paper
 from ..text import split_sentences
 from . import keyword
 from .chunking import chunk_papers
-from .embedding import MiniLMEncoder, vector_key
+from .embedding import Encoder, vector_key
 from .repair import remove_index_files
 from .sentences import SentenceWriter
 from .store import INCOMPLETE, IndexStore
@@ -92,7 +92,7 @@ def _fingerprint(chunks: Sequence[Chunk]) -> str:
 
 
 def build(index: PaperIndex, paths: Sequence[str | Path] = (), *, rebuild: bool = False,
-          progress: bool = True, encoder: MiniLMEncoder) -> IndexReport:
+          progress: bool = True, encoder: Encoder) -> IndexReport:
     """The indexing run (see `PaperIndex.build`), under the index's writer lock."""
     settings = index.settings
     report = IndexReport()
@@ -197,7 +197,7 @@ def _emptied(index: PaperIndex, progress: bool) -> list[str]:
 
 
 def _embed_and_store(store: IndexStore, chunks: list[Chunk], paper_meta: dict[str, dict],
-                     encoder: MiniLMEncoder, progress: bool, renew: Callable[[], None]) -> None:
+                     encoder: Encoder, progress: bool, renew: Callable[[], None]) -> None:
     """Embed chunks in length-sorted batches; a writer thread stores each batch while the next
     one is embedded (the model releases the GIL), so Chroma's writes cost almost no wall time.
     """
@@ -226,11 +226,11 @@ def chunk_sentences(chunks: Sequence[Chunk]) -> list[str]:
     return list(dict.fromkeys(s for c in chunks for s in split_sentences(c.text)))
 
 
-def _sentence_keys(chunks: Sequence[Chunk], encoder: MiniLMEncoder) -> set[str]:
+def _sentence_keys(chunks: Sequence[Chunk], encoder: Encoder) -> set[str]:
     return {vector_key(ids) for ids in encoder.tokenize(chunk_sentences(chunks))}
 
 
-def _store_sentences(sentences: SentenceWriter, chunks: Sequence[Chunk], encoder: MiniLMEncoder,
+def _store_sentences(sentences: SentenceWriter, chunks: Sequence[Chunk], encoder: Encoder,
                      progress: bool) -> None:
     """Embed and store the chunks' sentences that are not stored yet, in batches (each one its
     own transaction, so a killed run keeps what it wrote)."""

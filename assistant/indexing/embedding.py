@@ -30,9 +30,13 @@ MAX_PADDING = 0.15
 
 
 class Encoder(Protocol):
-    """Anything that embeds texts like `MiniLMEncoder.encode`."""
+    """Anything that embeds texts like `MiniLMEncoder` (texts, or texts it tokenised)."""
 
     def encode(self, texts: list[str]) -> np.ndarray: ...
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]: ...
+
+    def encode_ids(self, token_ids: list[list[int]]) -> np.ndarray: ...
 
 
 def tokenizer_path() -> Path:
@@ -155,9 +159,19 @@ class CachedEncoder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Like `MiniLMEncoder.encode`, embedding only the texts not seen before."""
-        if not texts:
+        return self._vectors(self._tokenize(texts))
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Like `MiniLMEncoder.tokenize` (each distinct text tokenised once)."""
+        return [list(key) for key in self._tokenize(texts)]
+
+    def encode_ids(self, token_ids: list[list[int]]) -> np.ndarray:
+        """Like `MiniLMEncoder.encode_ids`, embedding only the token sequences not seen before."""
+        return self._vectors([tuple(ids) for ids in token_ids])
+
+    def _vectors(self, keys: list[tuple[int, ...]]) -> np.ndarray:
+        if not keys:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
-        keys = self._tokenize(texts)
         with self._lock:
             known = {k: self._cache[k] for k in keys if k in self._cache}
         missing = [k for k in dict.fromkeys(keys) if k not in known]
