@@ -253,6 +253,7 @@ def _ratios(stages: dict) -> dict:
     out = {"build_over_floor": build["seconds"] / floor["seconds"],
            "build_over_floor_cpu": build["cpu_s"] / floor["cpu_s"],
            "build_over_llama_index": build["seconds"] / peer["seconds"],
+           "build_over_llama_index_cpu": build["cpu_s"] / peer["cpu_s"],
            "build_without_sentences_over_llama_index": chunk_phase / peer["seconds"],
            "llama_index_over_floor_chunks": peer["seconds"] / floor["chunks_s"]}
     for key, value in stages.items():
