@@ -8,11 +8,13 @@
 from . import offline  # noqa: F401  (must run before any dependency loads)
 from .errors import AssistantError, BackendError, ConfigError, CorpusError, IndexProblemError, InvalidQuestionError
 from .models import Answer, AnswerStream, Citation, Paper, SentenceSupport, Source
-from .pipeline import Assistant, answer, stream
+from .pipeline import Assistant, Conversation, answer, stream
+from .search.filters import PaperFilter
 from .settings import Settings
 
 __all__ = [
-    "Answer", "AnswerStream", "Assistant", "AssistantError", "BackendError", "Citation", "ConfigError", "CorpusError",
+    "Answer", "AnswerStream", "Assistant", "AssistantError", "BackendError", "Citation", "ConfigError", "Conversation",
+    "CorpusError",
     "IndexProblemError",
-    "InvalidQuestionError", "Paper", "SentenceSupport", "Settings", "Source", "answer", "stream",
+    "InvalidQuestionError", "Paper", "PaperFilter", "SentenceSupport", "Settings", "Source", "answer", "stream",
 ]

@@ -19,6 +19,8 @@ from .settings import Settings, cli_flags
 from .text import without_control
 
 EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_PARTIAL = 1, 2, 3
+#: The PaperFilter fields `ask` has flags for.
+FILTER_FIELDS = ("since", "until", "listed_since", "listed_until", "min_upvotes", "sources")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -35,23 +37,37 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .pipeline import Assistant, clean_question
+    from .chat.render import follow_up_note
+    from .pipeline import Assistant, Conversation, clean_question
+    from .search.filters import PaperFilter
 
     settings = _settings(args)
-    clean_question(args.question, settings.max_question_chars)  # bad input fails before any indexing
+    for question in args.question:  # bad input fails before any indexing
+        clean_question(question, settings.max_question_chars)
+    paper_filter = PaperFilter.parse({name: getattr(args, name) for name in FILTER_FIELDS})
     assistant = Assistant(settings)
     assistant.ensure_index()  # a question never builds the index on its own
-    result = assistant.answer(args.question)
-    if args.json:
-        print(json.dumps(result.to_dict(), ensure_ascii=False))
-        return 0
-    print(terminal_safe(result.text))
-    if result.citations:
-        print()
-        for c in result.citations:
-            print(terminal_safe(f"[{c.n}] {c.title}"))
-    for warning in result.warnings:
-        print(terminal_safe(f"warning: {warning}"), file=sys.stderr)
+    conversation = Conversation(assistant, filters=paper_filter)
+    for i, question in enumerate(args.question):
+        result = conversation.ask(question)
+        if args.json:  # one JSON object per question (JSON Lines for a conversation)
+            print(json.dumps(result.to_dict(), ensure_ascii=False))
+            continue
+        if len(args.question) > 1:
+            print(("\n" if i else "") + terminal_safe(f"> {question}"))
+            note = follow_up_note(result)
+            if note:
+                print(terminal_safe(f"({note})"))
+        if result.filters.get("matching_papers"):  # with none, the text itself says what was searched
+            print(terminal_safe(result.filters["note"]) + "\n")
+        print(terminal_safe(result.text))
+        if result.citations:
+            print()
+            for c in result.citations:
+                print(terminal_safe(f"[{c.n}] {c.title}"))
+        for warning in result.warnings:
+            print(terminal_safe(f"warning: {warning}"), file=sys.stderr)
+
     return 0
 
 
@@ -103,10 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("ask", parents=[common], help="answer one question")
-    p.add_argument("question")
+    p = sub.add_parser("ask", parents=[common], help="answer a question (more questions: a conversation)")
+    p.add_argument("question", nargs="+",
+                   help="the question; further questions are follow-ups answered about the previous answer's papers")
     add_setting_flags(p, "backend", "top_k", "retrieval")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    f = p.add_argument_group("filters", "narrow the papers searched (dates as YYYY-MM-DD, YYYY-MM or YYYY)")
+    f.add_argument("--since", metavar="DATE", help="only papers published on or after DATE")
+    f.add_argument("--until", metavar="DATE", help="only papers published on or before DATE")
+    f.add_argument("--listed-since", metavar="DATE", help="only papers a Daily Papers page listed on or after DATE")
+    f.add_argument("--listed-until", metavar="DATE", help="only papers a Daily Papers page listed on or before DATE")
+    f.add_argument("--min-upvotes", type=int, metavar="N", help="only papers with at least N upvotes")
+    f.add_argument("--source", dest="sources", action="append", metavar="TEXT",
+                   help="only papers read from a file whose name contains TEXT (repeatable)")
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("chat", parents=[common], help="start the Gradio chat")
@@ -119,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="eval_set", type=Path, help="eval set JSONL (default: evals/test.jsonl)")
     add_setting_flags(p, "backend", "top_k", "retrieval")
     p.add_argument("--out", type=Path, help="folder for JSON, Markdown and PNG reports")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N questions of the set (e.g. for a slow LLM)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--compare", action="store_true", help="compare retrieval modes and backends side by side")
     p.add_argument("--gate", type=Path, help="exit 1 if a metric is below the thresholds in this file")

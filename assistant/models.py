@@ -103,16 +103,28 @@ class Answer:
     #: Estimated probability (0–1) that the collection answers the question with the evidence
     #: found; low for a refusal. See `answering/evidence.py`.
     confidence: float = 0.0
+    #: The filters the papers were narrowed by (empty without filters): `applied` (the filter's
+    #: fields), `understood_from` (a date phrase of the question), `matching_papers`, `note`.
+    filters: dict[str, Any] = field(default_factory=dict)
+    #: The self-contained question actually answered, when `question` was a follow-up that leaned
+    #: on an earlier answer (see `answering/followup.py`); None otherwise.
+    asked_as: str | None = None
+    #: The ids of the papers a follow-up was answered from (an earlier answer's papers); empty when
+    #: the question was answered from the whole collection.
+    about: list[str] = field(default_factory=list)
 
     @property
     def grounded(self) -> bool:
-        """Whether at least one sentence cites a source that was retrieved (False for refusals)."""
-        return not self.refused and bool(self.citations)
+        """Whether a sentence states something that a retrieved source it cites supports: False for
+        refusals, text citing nothing valid, bare markers and titles alone (see answering/citations.py)."""
+        return not self.refused and any(s.cites and s.supported for s in self.sentences)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, the shape of `assistant ask --json`."""
         return {
             "question": self.question,
+            "asked_as": self.asked_as,
+            "about": list(self.about),
             "answer": self.text,
             "refused": self.refused,
             "citations": [asdict(c) for c in self.citations],
@@ -129,6 +141,7 @@ class Answer:
             "sentences": [asdict(s) for s in self.sentences],
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "warnings": list(self.warnings),
+            "filters": dict(self.filters),
         }
 
 

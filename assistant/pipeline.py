@@ -7,16 +7,20 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import answering
 from .answering.citations import finalize
 from .answering.evidence import EvidenceAssessor
+from .answering.followup import Turn, plan
 from .errors import InvalidQuestionError
 from .indexing.build import IndexReport
+from .indexing.catalog import Selection
 from .indexing.embedding import CachedEncoder, MiniLMEncoder
 from .indexing.index import PaperIndex
 from .models import Answer, AnswerStream, Source
+from .search.filters import PaperFilter, filter_note
 from .search.fusion import Retriever
 from .settings import MAX_TOP_K, RETRIEVAL_MODES, Settings
 from .text import split_sentences, without_control
@@ -77,9 +81,8 @@ class Assistant:
         return other
 
     def _assessor(self) -> EvidenceAssessor:
-        """Scores evidence with this Assistant's model and its index's term statistics."""
-        index = self.index
-        return EvidenceAssessor(self.encoder.encode, lambda term: index.keyword().idf(term))
+        """Scores evidence with this Assistant's model and its index's vocabulary."""
+        return EvidenceAssessor(self.encoder.encode, self.index.keyword)
 
     def ensure_index(self, progress: bool = True) -> IndexReport | None:
         """Build or finish the index if it is missing, incomplete or built with other settings."""
@@ -95,10 +98,12 @@ class Assistant:
                 self._answerers[key] = answering.create(name, self.settings, context)
             return self._answerers[key]
 
-    def retrieve(self, question: str, top_k: int | None = None, retrieval: str | None = None) -> list[Source]:
-        """Numbered sources (one per paper) for a question."""
+    def retrieve(self, question: str, top_k: int | None = None, retrieval: str | None = None,
+                 within: Selection | None = None) -> list[Source]:
+        """Numbered sources (one per paper) for a question, of the selected papers when `within` is given."""
         self.index.require()
-        hits = self.retriever.retrieve(question, top_k or self.settings.top_k, retrieval or self.settings.retrieval)
+        hits = self.retriever.retrieve(question, top_k or self.settings.top_k, retrieval or self.settings.retrieval,
+                                       within)
         best_chunks = [h.best_chunk.chunk_id for h in hits]
         meta = self.index.chunk_metadata(best_chunks)
         return [Source(n, h.title, h.paper_id, h.passage, round(h.score, 6), meta.get(cid, {}),
@@ -106,32 +111,96 @@ class Assistant:
                 for n, (h, cid) in enumerate(zip(hits, best_chunks), start=1)]
 
     def answer(self, question: str, *, backend: str | None = None, top_k: int | None = None,
-               retrieval: str | None = None) -> Answer:
-        """Answer one question; see `stream` for the streaming form."""
-        return self.stream(question, backend=backend, top_k=top_k, retrieval=retrieval).answer
+               retrieval: str | None = None, history: Sequence[Answer] = (),
+               filters: PaperFilter | Mapping[str, Any] | None = None) -> Answer:
+        """Answer one question; see `stream` for the streaming form, `history` and `filters`."""
+        return self.stream(question, backend=backend, top_k=top_k, retrieval=retrieval, history=history,
+                           filters=filters).answer
 
     def stream(self, question: str, *, backend: str | None = None, top_k: int | None = None,
-               retrieval: str | None = None) -> AnswerStream:
-        """The answer as it is written: iterate for text deltas; `.answer` is the final, checked Answer."""
+               retrieval: str | None = None, history: Sequence[Answer] = (),
+               filters: PaperFilter | Mapping[str, Any] | None = None) -> AnswerStream:
+        """The answer as it is written: iterate for text deltas; `.answer` is the final, checked Answer.
+
+        `history` is the conversation's earlier answers, oldest first: a follow-up ("which of them…",
+        "and its speedup?", "what about the second one?") is then answered about their papers (see
+        `answering/followup.py`, and `Conversation` for a chat kept from code).
+
+        `filters` (a PaperFilter or a dict such as `{"since": "2024-12-01", "min_upvotes": 5}`)
+        narrows the papers searched; without a date range, a date phrase in the question ("since
+        December 2024") becomes one. When no paper matches, the answer says so and cites nothing.
+        """
         started = time.perf_counter()
         question = clean_question(question, self.settings.max_question_chars)
         check_options(backend, top_k, retrieval)
         answerer = self.answerer(backend or self.settings.backend)
-        sources = answerer.fit_sources(question, self.retrieve(question, top_k, retrieval))
+        follow_up = plan(question, [Turn.of(earlier) for earlier in history])
+        paper_filter, asked = PaperFilter.parse(filters).with_question_dates(follow_up.question)
+        within, applied = None, {}
+        if paper_filter.active or follow_up.paper_ids:
+            self.index.require()
+            within = paper_filter.select(self.index.catalog(), follow_up.paper_ids)
+        if paper_filter.active and within is not None:
+            applied = {"applied": paper_filter.to_dict(), "understood_from": paper_filter.understood_from,
+                       "matching_papers": within.papers, "note": filter_note(paper_filter, within)}
+            if not within.papers:
+                return _nothing_matches(question, answerer.name, applied, started)
+        sources = answerer.fit_sources(asked, self.retrieve(asked, top_k, retrieval, within))
         # The sources' sentence vectors were computed when indexing: answering and checking embed none.
         self.encoder.preload([s for src in sources for s in split_sentences(src.text)], self.index.sentences.get)
         retrieved = time.perf_counter()
 
         def check(text: str) -> Answer:
             answered = time.perf_counter()
-            result = finalize(question, text, sources, answerer.name, self.encoder.encode, self.index.titles)
-            result.confidence = self.assessor.assess(question, sources).confidence
+            result = finalize(asked, text, sources, answerer.name, self.encoder.encode, self.index.titles)
+            result.question = question
+            result.asked_as = follow_up.question if follow_up.question != question else None
+            result.about = list(follow_up.paper_ids)
+            result.confidence = self.assessor.assess(asked, sources).confidence
+            result.filters = applied
             result.timings_ms = {"retrieval": (retrieved - started) * 1000, "answer": (answered - retrieved) * 1000,
                                  "citations": (time.perf_counter() - answered) * 1000,
                                  "total": (time.perf_counter() - started) * 1000}
             return result
 
-        return AnswerStream(answerer.stream(question, sources), check)
+        return AnswerStream(answerer.stream(asked, sources), check)
+
+
+class Conversation:
+    """A conversation from code: each question is answered with the answers before it, so follow-ups
+    ("which of them…", "and its speedup?") follow, as in the chat.
+
+        chat = Conversation(assistant)
+        chat.ask("Which papers shrink the KV cache?")
+        chat.ask("and which of them works without retraining?")
+    """
+
+    def __init__(self, assistant: Assistant, **options: Any) -> None:
+        self.assistant = assistant
+        self.options = options  # backend, top_k, retrieval, filters for every question
+        self.answers: list[Answer] = []
+
+    def ask(self, question: str) -> Answer:
+        """Answer the next question of the conversation."""
+        return self.stream(question).answer
+
+    def stream(self, question: str) -> AnswerStream:
+        """The next answer as it is written; it joins the conversation once it is finished."""
+        reply = self.assistant.stream(question, history=tuple(self.answers), **self.options)
+
+        def finished(_text: str) -> Answer:
+            self.answers.append(reply.answer)
+            return reply.answer
+
+        return AnswerStream(iter(reply), finished)
+
+
+def _nothing_matches(question: str, backend: str, applied: dict[str, Any], started: float) -> AnswerStream:
+    """The answer when no paper passes the filters: says so, cites nothing, searches nothing."""
+    text = f"No paper matches the filters, so there is nothing to answer from. {applied['note']} Widen or remove them."
+    timings = {"retrieval": 0.0, "answer": 0.0, "citations": 0.0, "total": (time.perf_counter() - started) * 1000}
+    return AnswerStream(iter([text]), lambda _: Answer(question, text, True, [], [], backend,
+                                                       timings_ms=timings, filters=applied))
 
 
 _shared: dict[Settings, Assistant] = {}
@@ -152,17 +221,19 @@ def shared_assistant(**settings_overrides: Any) -> Assistant:
 
 
 def answer(question: str, *, backend: str | None = None, top_k: int | None = None,
-           retrieval: str | None = None, **settings_overrides: Any) -> Answer:
+           retrieval: str | None = None, filters: PaperFilter | Mapping[str, Any] | None = None,
+           **settings_overrides: Any) -> Answer:
     """Answer a question with the shared Assistant (embedded defaults unless configured)."""
     return shared_assistant(**settings_overrides).answer(question, backend=backend, top_k=top_k,
-                                                         retrieval=retrieval)
+                                                         retrieval=retrieval, filters=filters)
 
 
 def stream(question: str, *, backend: str | None = None, top_k: int | None = None,
-           retrieval: str | None = None, **settings_overrides: Any) -> AnswerStream:
+           retrieval: str | None = None, filters: PaperFilter | Mapping[str, Any] | None = None,
+           **settings_overrides: Any) -> AnswerStream:
     """Streaming form of `answer`: iterate for text deltas; `.answer` is the final Answer."""
     return shared_assistant(**settings_overrides).stream(question, backend=backend, top_k=top_k,
-                                                         retrieval=retrieval)
+                                                         retrieval=retrieval, filters=filters)
 
 
-__all__ = ["Assistant", "answer", "shared_assistant", "stream"]
+__all__ = ["Assistant", "Conversation", "answer", "shared_assistant", "stream"]

@@ -62,12 +62,20 @@ class Settings:
     llm_timeout_s: float = _setting(60.0, "ASSISTANT_LLM_TIMEOUT", "seconds to connect and to wait for each "
                                     "piece of an LLM reply")
     llm_max_retries: int = _setting(2, "ASSISTANT_LLM_MAX_RETRIES", "retries (with backoff) after HTTP 429 / 503")
-    llm_context_tokens: int = _setting(8192, "ASSISTANT_LLM_CONTEXT_TOKENS", "the model's context window; "
-                                       "sources are trimmed to fit (tiktoken count)")
+    llm_context_tokens: int | None = _setting(None, "ASSISTANT_LLM_CONTEXT_TOKENS", "the model's context window; "
+                                              "sources are trimmed to fit (tiktoken count)",
+                                              shown="the server's (`/v1/models`, `/props`), else `8192`")
+    llm_temperature: float = _setting(0.0, "ASSISTANT_LLM_TEMPERATURE", "sampling temperature sent to the LLM "
+                                      "(0: the same question gets the same answer)")
+    llm_max_tokens: int = _setting(768, "ASSISTANT_LLM_MAX_TOKENS", "most tokens the LLM may write (at most a "
+                                   "quarter of the context window); sent as `max_tokens`")
     llm_stream: bool = _setting(True, "ASSISTANT_LLM_STREAM", "`0` asks the LLM for one reply instead of a stream")
     extra_paths: tuple[Path, ...] = ()
     include_bundled: bool = _setting(True, "ASSISTANT_INCLUDE_BUNDLED",
                                      "`0` indexes only your own files, not the bundled pages")
+    uploads_dir: Path | None = _setting(None, "ASSISTANT_UPLOADS_DIR", "where files added in the chat are kept; "
+                                        "every indexing run reads them, `--rebuild` keeps them",
+                                        shown="`<index dir>/uploads`")
     chat_auth: str | None = _setting(None, "ASSISTANT_CHAT_AUTH", "`user:password` login for the chat",
                                      secret=True)
     embed_threads: int = _setting(0, "ASSISTANT_EMBED_THREADS", "ONNX Runtime threads for the embedder",
@@ -106,10 +114,17 @@ class Settings:
                                   f"choose one of {', '.join(choices())}")
         if not 1 <= self.top_k <= MAX_TOP_K:
             raise ConfigError(f"top_k must be between 1 and {MAX_TOP_K}, got {self.top_k}")
-        if self.llm_timeout_s <= 0 or self.llm_max_retries < 0 or self.llm_context_tokens < 256:
+        if self.llm_timeout_s <= 0 or self.llm_max_retries < 0 or (self.llm_context_tokens or 256) < 256:
             raise ConfigError("llm_timeout_s must be > 0, llm_max_retries >= 0 and llm_context_tokens >= 256")
+        if not 0 <= self.llm_temperature <= 2 or self.llm_max_tokens < 16:
+            raise ConfigError("llm_temperature must be between 0 and 2 and llm_max_tokens at least 16")
         if self.embed_threads < 0:
             raise ConfigError(f"embed_threads must be 0 (one per CPU) or more, got {self.embed_threads}")
+
+    @property
+    def uploads_folder(self) -> Path:
+        """Where chat uploads are kept (`uploads_dir`, else `uploads` in the index folder)."""
+        return Path(self.uploads_dir or Path(self.index_dir) / "uploads")
 
     @property
     def chat_login(self) -> tuple[str, str] | None:

@@ -22,7 +22,9 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*|\d+(?:[.,]\d+)*%?")
 #: Changes whenever `terms()` changes, so saved keyword indexes built with the old one are rebuilt.
 ANALYZER_ID = "words-v2/stopwords/snowball-en"
 _NUMBER = re.compile(r"(?<![A-Za-z])\d+(?:[.,]\d+)*(?:\s*(?:%|×|(?:x|times)\b)|%)?", re.I)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+#: A sentence ends at . ! ? before a capital, a digit, a quote or bracket, or a name that starts in
+#: lower case but has a capital inside ("… grouped layers. xKV consolidates …").
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[]|[a-z]+[A-Z])")
 #: A question that is little more than a name: "What is X?", "tell me about X", "how does X work".
 _SUBJECT = re.compile(
     r"^(?:(?:so|and|ok|hi|hey)[, ]+)?(?:what(?:'s| is| are| does)|whats|wat(?: is| does)?|who (?:is|made)|"
@@ -90,16 +92,24 @@ def _token(word: str) -> str:
     return _EDGE.sub("", word).casefold()
 
 
+#: Quantities that look like names: "1B-parameter", "2k-32k-word", "1.6-trillion-parameter", "4-bit".
+_NOT_A_NAME = re.compile(r"\d[\d.,]*[a-zA-Z]{0,2}(?:-\d[\d.,]*[a-zA-Z]{0,2})*-[a-z-]+")
+
+
 def named_things(question: str) -> list[str]:
     """What the question names, case-folded: name-shaped words (digits, inner capitals, hyphens,
-    acronyms) and the subject of a bare "What is X?" question."""
+    acronyms) and the subject of a bare "What is X?" question. Quantities ("1B-parameter") are not
+    names, nor are lower-case compounds ("code-search") in a question that writes names with capitals."""
     names = []
+    cased = question != question.lower()
     for i, word in enumerate(question.split()):
         bare = _EDGE.sub("", word)
         if re.fullmatch(r"[A-Z]{2,}s", bare):  # "CNNs", "LLMs": the acronym is the name
             bare = bare[:-1]
-        if len(bare) < 2 or bare.casefold() in STOPWORDS:
+        if len(bare) < 2 or bare.casefold() in STOPWORDS or _NOT_A_NAME.fullmatch(bare):
             continue
+        if cased and "-" in bare and bare.islower() and not any(c.isdigit() for c in bare):
+            continue  # "code-search" where names are written with capitals: a compound word
         inner = bare[1:]
         if (any(c.isdigit() for c in bare) and any(c.isalpha() for c in bare)) or any(c.isupper() for c in inner) \
                 or re.search(r"\w[-+]|\+$", bare) or (i > 0 and bare[0].isupper() and word[0] not in "'\"“("):
@@ -109,6 +119,12 @@ def named_things(question: str) -> list[str]:
         names += [_token(w) for w in match.group("subject").split()
                   if _token(w) and _token(w) not in STOPWORDS and len(_token(w)) > 1]
     return list(dict.fromkeys(names))
+
+
+def is_bare_subject(question: str) -> bool:
+    """Whether the question is little more than a name ("What is X?", "tell me about X", "X?"): it
+    asks for an overview, not for one detail."""
+    return _SUBJECT.match(question.strip()) is not None
 
 
 def system_name(title: str) -> str | None:

@@ -222,6 +222,8 @@ def main() -> None:
                                                         str(warmup))
             _step(f"Chroma server mode at {papers} synthetic papers")
             stages[f"server_{papers}"] = server_mode(workdir, Path(made["index_dir"]), questions, warmup)
+            _step(f"filtered answer() latency at {papers} synthetic papers")
+            stages[f"filters_{papers}"] = run_stage(workdir, "filtered_answers", made["index_dir"], str(questions))
         if args.chat_load:
             _step(f"chat load test, {args.chat_load} concurrent questions")
             stages["chat_load"] = chat_load(workdir, index_dir, args.chat_load)
@@ -338,6 +340,12 @@ def render(results: dict) -> str:
         how = "reused from cache" if g.get("reused") else f"made in {g['seconds']:.0f} s"
         rows.append((f"synthetic collection, {g['papers']:,} papers", f"{g['chunks']:,} chunks, {how}; {g['note']}",
                      mib(g) if not g.get("reused") else ""))
+    for key in [k for k in s if k.startswith("filters_")]:
+        f = s[key]
+        timed = "; ".join(f"{name} ({v['matching']:,} papers): p50 {v['p50_ms']:.0f} ms, p95 {v['p95_ms']:.0f} ms, "
+                          f"retrieval p50 {v['retrieval_p50_ms']:.0f} ms" for name, v in f["filters"].items())
+        rows.append((f"answer() with filters, {int(key[8:]):,} synthetic papers",
+                     f"{timed}; paper catalog read once in {f['catalog_s']:.1f} s", mib(f)))
     if "chat_load" in s:
         c = s["chat_load"]
         rows.append((f"chat load test, {c['clients']} concurrent questions",

@@ -134,6 +134,46 @@ def answer_warm(index_dir: str, questions_file: str, warmup_file: str, chroma_ur
             "chunks": assistant.index.store.count()}
 
 
+#: Filters timed by `filtered_answers` on a synthetic collection (dates over 2023-2025, 50 papers a page):
+#: broad and medium ones take the over-fetch path, the two pages the exact one, the last matches nothing.
+FILTERS = {"published since 2024": {"since": "2024"},
+           "published 2025, >= 10 upvotes": {"since": "2025", "min_upvotes": 10},
+           "two source pages": {"sources": ["synthetic-0042.txt", "synthetic-0043.txt"]},
+           "nothing matches": {"since": "2031"}}
+
+
+def filtered_answers(index_dir: str, questions_file: str) -> dict:
+    """`answer()` latency with each of FILTERS against none, same questions, same process; and the
+    cost of reading the paper catalog (once per index version) and of selecting papers."""
+    from assistant.pipeline import Assistant
+    from assistant.search.filters import PaperFilter
+
+    assistant = Assistant(_settings(index_dir))
+    questions = _questions(questions_file)
+    for q in questions:  # warm, and every run below reuses the cached question vectors alike
+        assistant.answer(q)
+    t = time.perf_counter()
+    catalog = assistant.index.catalog()
+    out: dict = {"catalog_s": time.perf_counter() - t, "papers": len(catalog), "filters": {}}
+    for name, spec in {"no filter": None, **FILTERS}.items():
+        latencies, retrieval, select_ms = [], [], []
+        for q in questions:
+            if spec:
+                s = time.perf_counter()
+                matching = PaperFilter.parse(spec).select(catalog).papers
+                select_ms.append((time.perf_counter() - s) * 1000)
+            s = time.perf_counter()
+            result = assistant.answer(q, filters=spec)
+            latencies.append((time.perf_counter() - s) * 1000)
+            retrieval.append(result.timings_ms["retrieval"])
+        out["filters"][name] = {"matching": matching if spec else len(catalog),
+                                "p50_ms": float(np.percentile(latencies, 50)),
+                                "p95_ms": float(np.percentile(latencies, 95)),
+                                "retrieval_p50_ms": float(np.percentile(retrieval, 50)),
+                                "select_p50_ms": float(np.percentile(select_ms, 50)) if select_ms else 0.0}
+    return out
+
+
 def synthetic(papers: str, real_index: str, out: str) -> dict:
     """Generate a synthetic collection (see synthetic.py) and report how long it took."""
     from synthetic import build
@@ -150,7 +190,7 @@ def _questions(path: str) -> list[str]:
 
 
 STAGES = {"cold_build": cold_build, "reindex": reindex, "embed_floor": embed_floor, "answer_warm": answer_warm,
-          "synthetic": synthetic, "llama_index_build": llama_index_build}
+          "synthetic": synthetic, "llama_index_build": llama_index_build, "filtered_answers": filtered_answers}
 
 
 def main() -> None:

@@ -29,11 +29,13 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 
 from assistant.indexing import keyword
+from assistant.indexing.catalog import PaperCatalog
 from assistant.indexing.embedding import DIMENSIONS, MiniLMEncoder, vector_key
 from assistant.indexing.index import PaperIndex
 from assistant.indexing.store import INCOMPLETE
@@ -45,13 +47,15 @@ VECTORS_NOTE = ("vectors are GENERATED (real chunk vectors as cluster centres + 
                 "sentence vectors: their chunk's vector + noise), not model embeddings; texts are assembled from "
                 "the real corpus")
 #: Part of the cache marker: collections made by an older generator are made again.
-GENERATOR = "v2-tantivy-sentences"
+GENERATOR = "v3-tantivy-sentences-page-metadata"
 CHUNK_WORDS = 140
 NEIGHBOURS = 4
 _WORD = re.compile(r"\b[a-z][a-z-]{3,}\b")
 _NUMBER = re.compile(r"\b\d+(?:\.\d+)?\b")
 _SYLLABLES = ("lu", "mor", "ka", "vex", "ti", "dra", "no", "sel", "qua", "rin", "po", "zen", "fal", "cor", "mi",
               "tar", "ve", "lon", "sha", "gri", "bo", "nex", "ul", "pra")
+#: Synthetic papers are listed on pages dated over three years from this day.
+SYNTHETIC_START, SYNTHETIC_DAYS = date(2023, 1, 1), 3 * 365
 _SUFFIXES = ("", "LM", "Net", "Former", "KV", "-R1", "Bench", "RL", "Flow", "Align", "X", "-VL")
 
 
@@ -146,6 +150,21 @@ class SyntheticPapers:
         return paper_id, title, chunks, np.stack(vectors).astype(np.float32)
 
 
+    def page_metadata(self, number: int) -> dict:
+        """Daily Papers page metadata like the real pages': a listed date, mostly a published date
+        a few days earlier, upvotes for some, and the page (50 papers a page) it was seen on."""
+        rng = self.rng
+        listed = SYNTHETIC_START + timedelta(days=int(rng.integers(SYNTHETIC_DAYS)))
+        meta: dict = {"page_date": f"{listed:%b} {listed.day}, {listed.year}",
+                      "pages": f"synthetic-{number // 50:04d}.txt:{number % 50 + 1}"}
+        if rng.random() < 0.9:
+            published = listed - timedelta(days=int(rng.integers(0, 10)))
+            meta["published"] = f"{published:%b} {published.day}, {published.year}"
+        if rng.random() < 0.5:
+            meta["upvotes"] = int(rng.geometric(0.1))
+        return meta
+
+
 def _name_of(title: str) -> str | None:
     """The method name of a title like 'ShadowKV: ...' (None when the title has none)."""
     head = title.split(":")[0].strip() if ":" in title else ""
@@ -176,6 +195,7 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
     shutil.copyfile(real_index.sentences.path, index.sentences.path)
     sentence_writer = index.sentences.writer(fresh=False)
     tokenizer, noise = MiniLMEncoder(), np.random.default_rng(seed + 1)
+    catalog_rows: list[tuple[str, dict]] = []
 
     def add_sentences(chunks: list[Chunk], vectors: np.ndarray) -> None:
         texts, centres = [], []
@@ -196,13 +216,14 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
             rows = source.rows[start:start + batch]
             store.collection.add(ids=[r[0] for r in rows], documents=[r[1] for r in rows],
                                  metadatas=[r[2] for r in rows], embeddings=np.stack([r[3] for r in rows]))
+            catalog_rows.extend((r[0], r[2]) for r in rows)
             yield from (ScoredChunk(r[0], r[2]["paper_id"], r[2]["title"], r[1]) for r in rows)
         chunks: list[Chunk] = []
         vectors: list[np.ndarray] = []
         meta: dict[str, dict] = {}
         for number in range(papers):
             paper_id, title, texts, vecs = gen.paper(number)
-            meta[paper_id] = {"page_date": "synthetic", "pages": f"synthetic:{number}"}
+            meta[paper_id] = gen.page_metadata(number)
             for position, text in enumerate(texts):
                 embedded = f"{title}\n{text}"
                 chunks.append(Chunk(f"{paper_id}-{position}", paper_id, title, text, embedded, position,
@@ -211,6 +232,7 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
             if len(chunks) >= batch or number == papers - 1:
                 store.add(chunks, np.concatenate(vectors).tolist(), meta)
                 add_sentences(chunks, np.concatenate(vectors))
+                catalog_rows.extend((c.chunk_id, {"paper_id": c.paper_id, **meta[c.paper_id]}) for c in chunks)
                 yield from (ScoredChunk(c.chunk_id, c.paper_id, c.title, c.text) for c in chunks)
                 chunks, vectors, meta = [], [], {}
                 if progress:
@@ -219,6 +241,7 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
             print(file=sys.stderr)
 
     keyword.write(index.keyword_dir, fingerprint, previous=None, added=(), removed=(), all_chunks=stored_chunks)
+    PaperCatalog.from_metadata(catalog_rows, fingerprint).save(index.catalog_path)
     sentence_writer.set_complete(True)
     sentence_writer.close()
     store.set_fingerprint(fingerprint)

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     assistant = Assistant(Settings.from_env(index_dir=args.index_dir))
     assistant.ensure_index()
-    assessor = EvidenceAssessor(assistant.encoder.encode, assistant.index.keyword().idf,
+    assessor = EvidenceAssessor(assistant.encoder.encode, assistant.index.keyword,
                                 ConfidenceModel(0, list(FEATURES), [0.0] * len(FEATURES), [1.0] * len(FEATURES),
                                                 [0.0] * len(FEATURES), 0.0, 0.5))
     train = [q for path in TRAIN for q in load_eval_set(path)]

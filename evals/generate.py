@@ -13,6 +13,13 @@ title names a system ("NAME: subtitle") it writes:
 - `near-miss`: unanswerable questions in the same forms: an attribute no abstract states
   (licence, authors, GPU count, training cost, code release date, learning rate) about a paper
   that IS in the collection, and perturbed system names that are NOT in it ("ShadowKV-2").
+- `claim`: every paper that says "We find / show / evaluate … that …" asked for by up to two such
+  claims ("Which paper finds that …?"): a detail, not its headline.
+- `query`: every paper that says "we present X, a …" searched for as typed into a search box: the
+  first words of that description, lower case, without the name or a question.
+- `list`: two- and three-word phrases of titles that 2 to 6 papers state ("kv cache"), asked as
+  "Which papers are about …?"; every paper stating it is gold. Kept only when all are in one split.
+- `near-miss` also asks about well-known systems the collection never mentions ("What is Jamba?").
 - `off-topic`: questions about something else entirely.
 
 Papers are split train / dev / test: gold papers of the hand-written test set go to test, those
@@ -36,7 +43,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from assistant.corpus.parse import load_corpus, normalize_title  # noqa: E402
 from assistant.models import Paper  # noqa: E402
-from assistant.text import numbers, split_sentences, system_name  # noqa: E402
+from assistant.text import numbers, split_sentences, system_name, terms  # noqa: E402
 
 OUT = HERE / "generated"
 SPLITS = ("train", "dev", "test")
@@ -78,6 +85,27 @@ OFF_TOPIC = (
     "What is the currency of Switzerland?", "when is the next solar eclipse", "How do bees make honey?",
     "what should i pack for a beach holiday",
 )
+#: Well-known systems and models; those the collection never mentions make near-miss name questions.
+OUTSIDE_NAMES = (
+    "Jamba", "AlphaFold", "Whisper", "DALL-E", "Chinchilla", "Gopher", "PaLM", "Claude", "Gemini Ultra",
+    "Stable Diffusion", "Midjourney", "AlphaGo", "MuZero", "Codex", "Copilot", "Perceiver", "Flamingo",
+    "Gato", "Sparrow", "LaMDA", "Megatron-Turing", "BLOOM", "Galactica", "Vicuna", "Alpaca", "Orca",
+    "Zephyr", "Phi-1", "StarCoder", "SantaCoder", "WizardLM", "Falcon-180B", "Grok", "Sora", "Imagen",
+    "Parti", "Muse", "AudioLM", "MusicGen", "Segment Anything 2", "RETRO", "Toolformer", "ReAct",
+    "Reflexion", "Voyager", "AutoGPT", "BabyAGI", "LangChain", "DeepSpeed-MII", "TensorRT-LLM", "vLLM-X",
+)
+#: "Which papers …?" forms for a topic several titles share.
+LIST_FORMS = ("Which papers are about {topic}?", "papers on {topic}?", "any work on {topic}")
+#: "We <verb> …" sentences become "Which paper <verb>s …?" (a paper asked for by one of its claims).
+_WE_CLAIM = re.compile(r"^(?:We|Here,? we|In this (?:paper|work),? we)\s+(?P<verb>[a-z]+)\s+(?P<rest>.{20,})$")
+_CLAIM_VERBS = frozenset("find show demonstrate observe reveal argue identify analyze analyse study investigate "
+                         "evaluate explore examine formulate derive prove establish discover leverage exploit "
+                         "design train build construct release collect curate adopt apply extend "
+                         "conduct".split())
+CLAIMS_PER_PAPER = 2
+#: Words a search query leaves out.
+_HYPE = frozenset("novel new simple effective efficient general generic unified powerful scalable "
+                  "lightweight innovative principled comprehensive".split())
 #: "NAME: subtitle" heads that are phrases, not system names, are left out by these words.
 _PHRASE_WORD = re.compile(r"^(?:a|an|the|to|with|is|are|of|for|in|on|and|or|how|what|why|when|beyond|towards?)$", re.I)
 _UNIT = r"(?:\s?(?:×|x|%|times)(?![A-Za-z]))"
@@ -166,6 +194,64 @@ def describe_questions(paper: Paper) -> Iterator[tuple[str, list[str]]]:
             what = " ".join(match.group("what").split()[:20]).rstrip(",:;")
             yield f"Which paper {match.group(1).lower()}s {what}?", []
             return
+
+
+def claim_questions(paper: Paper) -> Iterator[tuple[str, list[str]]]:
+    """The paper asked for by one claim it makes in the middle of its abstract ("We find that …" →
+    "Which paper finds that …?"): worded as the paper words it, but not its headline."""
+    claims = [m for m in (_WE_CLAIM.match(s) for s in split_sentences(paper.abstract))
+              if m and m.group("verb") in _CLAIM_VERBS and len(terms(_claim_words(m.group("rest")))) >= 6]
+    start = _pick(claims, paper.paper_id + "claim") if claims else 0
+    for claim in (claims[start:] + claims[:start])[:CLAIMS_PER_PAPER]:
+        verb = claim.group("verb")
+        verb = (verb[:-1] + "ies" if re.search(r"[^aeiou]y$", verb)
+                else verb + "es" if verb.endswith(("s", "sh", "ch", "x")) else verb + "s")
+        yield f"Which paper {verb} {_claim_words(claim.group('rest'))}?", []
+
+
+def query_questions(paper: Paper) -> Iterator[tuple[str, list[str]]]:
+    """The paper searched for as people type into a search box: the first words of what it says it
+    introduces, lower case, no name and no question ("system that accelerates long-sequence llm …")."""
+    for sentence in split_sentences(paper.abstract):
+        match = _INTRODUCES.search(sentence)
+        if match:
+            words = [w.rstrip(",:;") for w in match.group("what").split()[1:] if w.casefold() not in _HYPE][:10]
+            while words and not terms(words[-1]):
+                words.pop()
+            query = " ".join(words).casefold()
+            if len(terms(query)) >= 4:
+                yield query, []
+            return
+
+
+def _claim_words(rest: str) -> str:
+    """A claim's first words, cut where a word ends the phrase, in the third person ("our" → "its")."""
+    words = re.sub(r"\b(?:our|Our)\b", "its", rest).split()[:18]
+    while words and (not terms(words[-1]) or words[-1].casefold() in {"its", "their", "this", "these"}):
+        words.pop()
+    return " ".join(words).rstrip(".,;:")
+
+
+def shared_topics(papers: list[Paper]) -> dict[str, list[Paper]]:
+    """Two- and three-word phrases of titles, beginning and ending with a content word, that 2 to 6
+    papers state in their title or abstract ("kv cache", "speculative decoding"): topics with
+    several papers, each of them gold."""
+    phrases: set[str] = set()
+    for paper in papers:
+        words = re.findall(r"[a-z0-9][a-z0-9-]*", paper.title.casefold())
+        for size in (2, 3):
+            for i in range(len(words) - size + 1):
+                gram = words[i:i + size]
+                if all(terms(w) for w in (gram[0], gram[-1])) and not any(w.isdigit() for w in gram):
+                    phrases.add(" ".join(gram))
+    texts = {p.paper_id: " ".join(re.findall(r"[a-z0-9][a-z0-9-]*", f"{p.title} {p.abstract}".casefold()))
+             for p in papers}
+    topics = {}
+    for phrase in sorted(phrases):
+        members = [p for p in papers if f" {phrase} " in f" {texts[p.paper_id]} "]
+        if 2 <= len(members) <= 6:
+            topics[phrase] = members
+    return topics
 
 
 def numeric_questions(paper: Paper, name: str) -> Iterator[tuple[str, list[str]]]:
@@ -262,6 +348,10 @@ def generate(papers: list[Paper], test_gold: set[str], dev_gold: set[str]) -> di
             add(split, "topic", "single", question, [paper.title], keywords)
         for question, keywords in describe_questions(paper):
             add(split, "describe", "single", question, [paper.title], keywords)
+        for question, keywords in claim_questions(paper):
+            add(split, "claim", "single", question, [paper.title], keywords)
+        for question, keywords in query_questions(paper):
+            add(split, "query", "single", question, [paper.title], keywords)
         name = named_system(paper.title)
         if name is None:
             continue
@@ -271,6 +361,18 @@ def generate(papers: list[Paper], test_gold: set[str], dev_gold: set[str]) -> di
             add(split, "numeric", "numeric", question, [paper.title], keywords)
         for question in near_miss_questions(paper, name, taken):
             add(split, "near-miss", "unanswerable", question, [], [])
+    for topic, members in shared_topics(papers).items():
+        splits = {split_of(p, test_gold, dev_gold) for p in members}
+        if len(splits) == 1:  # a question may not lean on papers of another split
+            question = LIST_FORMS[_pick(LIST_FORMS, topic)].format(topic=topic)
+            add(splits.pop(), "list", "multi", question, sorted(p.title for p in members), [])
+    for name in OUTSIDE_NAMES:
+        if name.casefold() not in taken:
+            bucket = _hash(name) % 10
+            form = NAME_FORMS[_pick(NAME_FORMS, name)]
+            question = form.format(name=name)
+            add("train" if bucket < 6 else "dev" if bucket < 8 else "test", "near-miss", "unanswerable",
+                question.lower() if form[0].islower() else question, [], [])
     for question in OFF_TOPIC:
         bucket = _hash(question) % 10
         add("train" if bucket < 6 else "dev" if bucket < 8 else "test", "off-topic", "unanswerable", question, [], [])

@@ -6,11 +6,16 @@
   `"done": true`; errors as `{"error": "..."}`.
 
 Each request takes the next scripted `Reply` (the last one repeats) and is recorded in `requests`.
+An OpenAI server also answers `GET /v1/models` (and `GET /props`, as llama.cpp's `llama-server`)
+with what the test sets in `models` and `props`; a client that hangs up while a reply is being
+prepared or streamed is counted in `disconnects`.
 """
 
 from __future__ import annotations
 
 import json
+import select
+import socket
 import sys
 import threading
 import time
@@ -34,6 +39,8 @@ class Reply:
     malformed: bool = False                    # send broken JSON instead of a completion
     body: Any = None                           # send this (valid) JSON instead of a completion
     gate: threading.Event | None = None        # when streaming: after the first chunk, wait until set
+    finish: str | None = "stop"                # finish reason; None: the stream just ends (no [DONE])
+    drop: bool = False                         # when streaming: hang up after the first chunk (a crash)
 
     def pieces(self) -> list[str]:
         """The streamed pieces of the content."""
@@ -66,6 +73,9 @@ class FakeLLMServer:
         self.protocol = protocol
         self.requests: list[Received] = []
         self.finished = 0                          # responses sent completely
+        self.disconnects = 0                       # clients that hung up before the reply was complete
+        self.models: list[dict[str, Any]] = [{"id": "test-model", "object": "model", "owned_by": "me"}]
+        self.props: dict[str, Any] | None = None   # GET /props (404 when None)
         self._replies: list[Reply] = [Reply("Fine [1].")]
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -91,10 +101,6 @@ class FakeLLMServer:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
-
-    def wait(self, seconds: float) -> None:
-        """Sleep, but wake up when the server stops."""
-        self._stop.wait(seconds)
 
     def start(self) -> FakeLLMServer:
         self._thread.start()
@@ -127,6 +133,25 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: Any) -> None:  # keep test output quiet
             pass
 
+        def do_GET(self) -> None:
+            if server.protocol == "openai" and self.path == "/v1/models":
+                self._send_json(200, {"object": "list", "data": server.models})
+            elif server.protocol == "openai" and self.path == "/props" and server.props is not None:
+                self._send_json(200, server.props)
+            else:
+                self._send_json(404, _error_body(server.protocol, f"no route {self.path}"))
+
+        def client_left(self, seconds: float) -> bool:
+            """Wait up to `seconds` (less if the server stops); True, and counted, if the client hung up."""
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and not server.stopping:
+                readable, _, _ = select.select([self.connection], [], [], min(0.05, deadline - time.monotonic()))
+                if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
+                    server.disconnects += 1
+                    self.hung_up = True
+                    return True
+            return False
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
@@ -134,16 +159,19 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             if self.path != expected:
                 self._send_json(404, _error_body(server.protocol, f"no route {self.path}"))
                 return
+            self.hung_up = False
             body = json.loads(raw or b"{}")
             reply = server.next_reply(Received(self.path, dict(self.headers), body))
-            server.wait(reply.delay)
+            if reply.delay and self.client_left(reply.delay):
+                return
             if reply.status != 200:
                 self._send_json(reply.status, _error_body(server.protocol, reply.error), reply.headers)
             elif server.protocol == "openai":
                 self._openai(body, reply)
             else:
                 self._ollama(body, reply)
-            server.finished += 1
+            if not self.hung_up:
+                server.finished += 1
 
         # -- OpenAI ----------------------------------------------------------------------
         def _openai(self, body: dict[str, Any], reply: Reply) -> None:
@@ -156,7 +184,7 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
                 self._send_json(200, {
                     "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.content},
-                                 "logprobs": None, "finish_reason": "stop"}],
+                                 "logprobs": None, "finish_reason": reply.finish or "stop"}],
                     "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
                 })
                 return
@@ -174,7 +202,8 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             events += [chunk({"content": p}) for p in reply.pieces()]
             if reply.malformed:
                 events.append(f"data: {BROKEN_JSON}\n\n".encode())
-            events += [chunk({}, "stop"), b"data: [DONE]\n\n"]
+            if reply.finish is not None:
+                events += [chunk({}, reply.finish), b"data: [DONE]\n\n"]
             self._stream("text/event-stream", events, reply, first=2)
 
         # -- Ollama ----------------------------------------------------------------------
@@ -186,7 +215,7 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
                 data: dict[str, Any] = {"model": model, "created_at": stamp,
                                         "message": {"role": "assistant", "content": content}, "done": done}
                 if done:
-                    data.update(done_reason="stop", total_duration=1_000_000, load_duration=1000,
+                    data.update(done_reason=reply.finish or "stop", total_duration=1_000_000, load_duration=1000,
                                 prompt_eval_count=100, prompt_eval_duration=1000, eval_count=20,
                                 eval_duration=1000)
                 return data
@@ -204,7 +233,8 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             lines = [(json.dumps(part(p, False)) + "\n").encode() for p in reply.pieces()]
             if reply.malformed:
                 lines.append((BROKEN_JSON + "\n").encode())
-            lines.append((json.dumps(part("", True)) + "\n").encode())
+            if reply.finish is not None:
+                lines.append((json.dumps(part("", True)) + "\n").encode())
             self._stream("application/x-ndjson", lines, reply, first=1)
 
         # -- plumbing --------------------------------------------------------------------
@@ -227,9 +257,13 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             for i, event in enumerate(events):
+                if i == first and reply.drop:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 if i == first and reply.gate is not None:
-                    while not reply.gate.wait(0.05) and not server.stopping:
-                        pass
+                    while not reply.gate.is_set() and not server.stopping:
+                        if self.client_left(0.05):
+                            return
                 self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")

@@ -108,4 +108,4 @@ def test_the_generated_suites_are_reproducible_and_split_by_paper(tmp_path: Path
             for split in ("train", "dev", "test")}
     assert not gold["train"] & gold["dev"] and not gold["train"] & gold["test"] and not gold["dev"] & gold["test"]
     suites = {json.loads(line)["suite"] for text in committed.values() for line in text.splitlines()}
-    assert suites == {"topic", "describe", "name", "numeric", "near-miss", "off-topic"}
+    assert suites == {"topic", "describe", "claim", "query", "list", "name", "numeric", "near-miss", "off-topic"}

@@ -32,13 +32,19 @@ def test_answer_carries_citations_sources_and_details(chat_url: str, assistant: 
         assert citation["title"] in bubble and citation["title"] in sources
 
 
-def test_follow_up_is_searched_with_the_earlier_question(chat_url: str) -> None:
+def test_follow_up_is_answered_about_the_previous_answer_s_paper(chat_url: str) -> None:
     client = Client(chat_url, verbose=False)
-    ask(client, SHADOWKV)
+    _, _, first = ask(client, SHADOWKV)
     bubble, _, details = ask(client, "How much does it boost throughput?")
-    assert details["question"] == f"{SHADOWKV} How much does it boost throughput?"
-    assert "Searched as" in bubble
-    assert any("ShadowKV" in c["title"] for c in details["citations"])
+    shadowkv = first["citations"][0]
+    assert details["question"] == "How much does it boost throughput?"
+    assert details["asked_as"] == "How much does ShadowKV boost throughput?"
+    assert details["about"] == [shadowkv["paper_id"]]
+    assert [c["title"] for c in details["citations"]] == [shadowkv["title"]]
+    assert f"About [1] {shadowkv['title']}" in bubble and "3.04×" in bubble
+    other = Client(chat_url, verbose=False)  # another session has no earlier answer to lean on
+    _, _, alone = ask(other, "How much does it boost throughput?")
+    assert alone["about"] == [] and alone["asked_as"] is None
 
 
 def test_unanswerable_question_is_refused(chat_url: str) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fake_llm_servers import FakeLLMServer, Reply
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from assistant import Assistant, Settings
@@ -95,7 +96,9 @@ def test_follow_up_new_chat_example_and_top_k(page: Page) -> None:
     ask(page, SHADOWKV)
     ask(page, "How much does it boost throughput?")
     follow_up = page.locator('[data-testid="bot"]').last
-    assert "Searched as" in follow_up.inner_text()
+    assert "About [1] ShadowKV" in follow_up.inner_text()
+    assert "asked as “How much does ShadowKV boost throughput?”" in follow_up.inner_text()
+    assert page.locator("#pa-sources .pa-cited").count() == 1
     assert "ShadowKV" in page.locator("#pa-sources .pa-cited").first.inner_text()
 
     page.click("#pa-new-chat")
@@ -107,7 +110,7 @@ def test_follow_up_new_chat_example_and_top_k(page: Page) -> None:
     top_k.press("Enter")
     page.get_by_text("What throughput boost does NanoFlow get").click()  # an example card
     page.wait_for_selector(".pa-answer", timeout=TIMEOUT_MS)
-    assert "Searched as" not in page.locator('[data-testid="bot"]').last.inner_text()  # history was cleared
+    assert "asked as" not in page.locator('[data-testid="bot"]').last.inner_text()  # history was cleared
     assert "of 3 retrieved" in page.locator("#pa-sources").inner_text()
     assert "NanoFlow" in page.locator("#pa-sources .pa-cited .pa-title").first.inner_text()
 
@@ -171,3 +174,110 @@ def test_markup_in_abstracts_and_answers_is_inert(browser: Browser, hostile_assi
             assert "<script>window.__pwned = " in area.inner_text()  # shown as text
         assert "QuokkaNet" in page.locator("#pa-sources .pa-cited .pa-title").first.inner_text()
         page.close()
+
+
+def test_ungrounded_llm_answer_is_shown_as_unverified(browser: Browser, assistant: Assistant,
+                                                      running_chat: Callable, llm_settings: Callable) -> None:
+    """What Qwen2.5-Coder-0.5B really answered (issue 14): '4', citing nothing."""
+    with FakeLLMServer("openai") as server:
+        server.script(Reply("4"))
+        llm = assistant.with_settings(assistant.settings.with_(**llm_settings("openai", server.url)))
+        with running_chat(llm, ["openai"]) as url:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(url)
+            page.wait_for_selector('textarea[data-testid="textbox"]')
+            ask(page, "How many annotators labelled the data in the Medusa paper?")
+            bubble = page.locator(".pa-answer").last
+            assert "pa-unverified" in (bubble.get_attribute("class") or "")
+            assert "Unverified: no cited paper backs this text" in bubble.inner_text()
+            assert "the answer cites no source" in bubble.inner_text()
+            page.close()
+
+
+UPLOADED = {"title": "QuokkaFormer: Pouch Attention for Marsupial Sequences",
+            "abstract": "We present QuokkaFormer, a pouch attention model for marsupial sequences. On the Wombat "
+                        "benchmark QuokkaFormer reaches 91.2% accuracy with only 7M parameters.",
+            "published": "2025-02-03"}
+UPLOADED_QUESTION = "What accuracy does QuokkaFormer reach on the Wombat benchmark?"
+UPLOAD_DONE = ".pa-upload-done, .pa-upload-failed"
+
+
+@pytest.fixture
+def own_index_chat(browser: Browser, index_dir: Path, first_build: IndexReport, tmp_path: Path,
+                   running_chat: Callable) -> Iterator[tuple[Page, Assistant]]:
+    """A page on a chat over a copy of the session index (uploads change it), with upload statuses recorded."""
+    shutil.copytree(index_dir, tmp_path / "index")
+    bot = Assistant(Settings.from_env(env={}, index_dir=tmp_path / "index"))
+    with running_chat(bot) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.wait_for_selector('textarea[data-testid="textbox"]')
+        page.evaluate("""() => {
+            window.__statuses = [];
+            new MutationObserver(() => document.querySelectorAll('#pa-upload-status .pa-upload').forEach(
+                el => window.__statuses.push(el.className + ' ' + el.innerText))
+            ).observe(document.body, {subtree: true, childList: true, characterData: true});
+        }""")
+        yield page, bot
+        page.close()
+
+
+def upload(page: Page, path: Path) -> str:
+    """Choose a file with the 'Add papers' button; wait for the final status and return its text."""
+    done = page.locator(UPLOAD_DONE).count()
+    page.set_input_files('input[type="file"]', str(path))
+    page.wait_for_function(f"document.querySelectorAll({json.dumps(UPLOAD_DONE)}).length > {done}",
+                           timeout=TIMEOUT_MS)
+    return page.locator("#pa-upload-status").inner_text()
+
+
+def test_uploaded_papers_are_indexed_with_progress_and_answered(own_index_chat: tuple[Page, Assistant],
+                                                                 tmp_path: Path) -> None:
+    page, bot = own_index_chat
+    file = tmp_path / "my papers.jsonl"
+    file.write_text(json.dumps(UPLOADED) + "\n{not json\n", encoding="utf-8")
+    status = upload(page, file)
+    assert "Added 1 paper(s) from my papers.jsonl" in status and "1 skipped" in status
+    page.locator(".pa-skipped summary").click()
+    assert "line 2: invalid JSON" in page.locator(".pa-skipped").inner_text()
+    shown = " ".join(page.evaluate("window.__statuses"))
+    assert "pa-upload-working" in shown and "Indexing 1 paper(s)" in shown  # progress was visible
+    assert (bot.settings.uploads_folder / "my_papers.jsonl").exists()
+    ask(page, UPLOADED_QUESTION)
+    bot_bubble = page.locator('[data-testid="bot"]').last
+    assert UPLOADED["title"] in bot_bubble.locator(".pa-refs").inner_text()
+    assert "91.2%" in bot_bubble.inner_text()
+    assert UPLOADED["title"] in page.locator("#pa-sources .pa-cited .pa-title").first.inner_text()
+
+
+def test_a_bad_file_is_refused_and_the_chat_keeps_working(own_index_chat: tuple[Page, Assistant],
+                                                          tmp_path: Path) -> None:
+    page, bot = own_index_chat
+    file = tmp_path / "broken.jsonl"
+    file.write_text("{not json\n[1, 2]\n", encoding="utf-8")
+    status = upload(page, file)
+    assert page.locator(".pa-upload-failed").count() == 1
+    assert "broken.jsonl holds no paper that can be read (line 1: invalid JSON" in status
+    assert "line 2: not a JSON object" in status and "nothing was added" in status
+    assert not bot.settings.uploads_folder.exists() or not any(bot.settings.uploads_folder.iterdir())
+    ask(page, SHADOWKV)
+    assert page.locator(".pa-answer").count() == 1
+
+
+def test_filters_narrow_the_papers_and_a_filter_nothing_matches_says_so(page: Page) -> None:
+    page.get_by_text("Filters", exact=True).click()
+    since = page.locator("#pa-since input")
+    since.fill("2031-01-01")
+    since.press("Enter")
+    ask(page, SHADOWKV)
+    bot = page.locator('[data-testid="bot"]').last
+    assert bot.locator(".pa-refusal").count() == 1 and bot.locator(".pa-cite").count() == 0
+    assert "No paper matches the filters" in bot.inner_text() and "published since 2031-01-01" in bot.inner_text()
+    since.fill("")
+    since.press("Enter")
+    upvotes = page.locator("#pa-min-upvotes input")
+    upvotes.fill("2")
+    upvotes.press("Enter")
+    ask(page, "Which papers speed up LLM inference?")
+    note = page.locator('[data-testid="bot"]').last.locator(".pa-filter")
+    assert "Searched only papers with at least 2 upvotes: 10 of 333 papers match." in note.inner_text()

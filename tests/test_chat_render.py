@@ -80,6 +80,15 @@ def test_sources_panel_shows_cited_first_with_evidence_and_details() -> None:
     assert hrefs == ["https://github.com/x/y", "http://example.org/p"]
 
 
+def test_ungrounded_answer_is_shown_as_unverified() -> None:
+    grounded = _answer("The method stores keys [1].", [SentenceSupport("The method stores keys [1].", [1], 0.9, True)])
+    assert "pa-unverified" not in render_answer(grounded)
+    for text, sentences in [("4", [SentenceSupport("4", [], 0.0, False)]),              # cites nothing
+                            ("[2]", [SentenceSupport("[2]", [2], 0.0, False)])]:       # a bare marker
+        markup = render_answer(_answer(text, sentences))
+        assert "pa-unverified" in markup and "Unverified: no cited paper backs this text" in markup
+
+
 def test_refusal_looks_different_from_an_answer() -> None:
     refusal = Answer("q", "The collection doesn't answer this.", True, [], _answer("x", []).sources, "extractive")
     markup = render_answer(refusal)

@@ -104,6 +104,18 @@ def test_cli_non_english_question_is_a_refusal_with_exit_0(ask: Callable) -> Non
     assert (code, out.strip(), err) == (0, REFUSAL, "")
 
 
+def test_cli_several_questions_are_one_conversation(ask: Callable) -> None:
+    code, out, err = ask("Which papers shrink the KV cache?", "tell me more about the second one")
+    first, second = out.split("\n\n> ")
+    assert code == 0 and err == "" and first.startswith("> Which papers shrink the KV cache?\n- ")
+    assert second.startswith("tell me more about the second one\n(About [")
+    assert "asked as “What is " in second.splitlines()[1]
+    code, out, _ = ask("What is ShadowKV?", "and its speedup?", "--json")
+    first_json, follow_json = (json.loads(line) for line in out.splitlines())
+    assert follow_json["asked_as"] == "and ShadowKV's speedup?"
+    assert follow_json["about"] == [first_json["citations"][0]["paper_id"]]
+
+
 def test_cli_bad_top_k_exits_2(ask: Callable) -> None:
     code, out, err = ask(QUESTION, "--top-k", "0")
     assert code == cli.EXIT_BAD_INPUT and out == "" and "top_k" in err and err.count("\n") == 1
@@ -185,3 +197,30 @@ def test_chat_listens_on_loopback_unless_told(capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit) as exc:
         cli.main(["chat", "--help"])
     assert exc.value.code == 0 and "default 127.0.0.1" in capsys.readouterr().out
+
+
+def test_cli_filter_nothing_matches_is_a_refusal_that_says_so(ask: Callable) -> None:
+    code, out, err = ask(QUESTION, "--since", "2031", "--min-upvotes", "1", "--json")
+    result = json.loads(out)
+    assert (code, err) == (0, "")
+    assert result["refused"] and result["citations"] == [] and result["sources"] == []
+    assert result["answer"].startswith("No paper matches the filters")
+    assert result["filters"]["applied"] == {"since": "2031-01-01", "min_upvotes": 1}
+    assert result["filters"]["matching_papers"] == 0
+
+
+def test_cli_filters_narrow_the_papers_and_say_so(ask: Callable, assistant: Assistant) -> None:
+    page = assistant.answer(QUESTION).sources[0].metadata["pages"].split(":")[0]
+    code, out, err = ask(QUESTION, "--source", page, "--source", "no-such-file")
+    assert code == 0 and err == ""
+    note, answer = out.split("\n\n", 1)
+    assert note.startswith(f"Searched only papers from files matching '{page}' or 'no-such-file': ")
+    assert "ShadowKV" in answer
+
+
+@pytest.mark.parametrize(("args", "words"), [(["--since", "2024-13"], "since '2024-13' is not a real date"),
+                                             (["--until", "May"], "until must be a date like 2024-12-01"),
+                                             (["--since", "2025", "--until", "2024"], "after the end of the range")])
+def test_cli_bad_filter_exits_2_with_one_line(ask: Callable, args: list[str], words: str) -> None:
+    code, out, err = ask(QUESTION, *args)
+    assert code == cli.EXIT_BAD_INPUT and out == "" and words in err and err.count("\n") == 1

@@ -23,7 +23,7 @@ from assistant.indexing import chunking, embedding
 from assistant.indexing.build import IndexReport
 from assistant.indexing.chunking import chunk_papers
 from assistant.indexing.embedding import MAX_TOKENS, CachedEncoder, MiniLMEncoder, _length_batches, vector_key
-from assistant.indexing.index import KEYWORD_CHECK_SECONDS, PaperIndex, expected_tags
+from assistant.indexing.index import PaperIndex, expected_tags
 from assistant.indexing.keyword import KeywordIndex, catch_up
 from assistant.indexing.store import IndexStore
 from assistant.models import ScoredChunk
@@ -154,6 +154,7 @@ def test_keyword_index_is_written_beside_the_store_with_our_analyzer(first_build
     for term in ["cach", "attent", "kv", "3.04", "llama", "shadowkv", "the", "cache"]:
         df = sum(term in t for t in chunk_terms)
         assert keyword.idf(term) == pytest.approx(math.log(1 + (len(stored) - df + 0.5) / (df + 0.5))), term
+    assert keyword.knows("shadowkv") and not keyword.knows("the") and not keyword.knows("quokkaformer")
     hits = keyword.search("caching the keys", 5)
     assert hits and all("cach" in set(terms(f"{h.title} {h.text}")) for h in hits)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
@@ -179,7 +180,7 @@ def test_readers_see_a_reindex_without_rebuilding(tmp_path: Path, bundled_papers
     monkeypatch.setattr(writer.store, "all_chunks", whole_store_read)
     writer.build([files[1]], progress=False)  # the indexing run adds the new chunks only
     monkeypatch.setattr(reader.store, "all_chunks", whole_store_read)
-    reader._keyword_checked = -KEYWORD_CHECK_SECONDS  # as if the check interval had passed
+    reader._checked.clear()  # as if the check interval had passed
     keyword = reader.keyword()
     assert keyword.paper_count() == 5 and newcomer in keyword.titles()
     assert keyword.search(newcomer, 1)[0].title == newcomer

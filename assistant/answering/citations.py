@@ -3,7 +3,13 @@ well each answer sentence is supported by the passages it cites (offline, no LLM
 `finalize` puts every backend's text through these checks and makes the Answer.
 
 Support of a sentence = 0.6 × best cosine similarity to a sentence of the cited passages
-+ 0.2 × share of its numbers found there + 0.2 × share of its rare terms found there.
++ 0.2 × share of its numbers found there + 0.2 × share of its rare terms found there. A sentence
+that is only markers, or only a paper's title, states nothing and has no support.
+
+Grounding policy (docs/llm.md): the text is kept as the backend wrote it (reasoning blocks removed,
+leading markers moved after their sentence), and the Answer is `grounded` only when a sentence
+states something that a source it cites supports; otherwise it carries a warning saying why and is
+shown as unverified. A reply that says, in any words, that the sources don't answer is a refusal.
 """
 
 from __future__ import annotations
@@ -19,9 +25,14 @@ from ..text import numbers, split_sentences, terms
 
 REFUSAL = "The collection doesn't answer this."
 SUPPORT_THRESHOLD = 0.55
+#: Appended by the LLM answerers to a reply cut at the length limit (finish reason "length").
+CUT_MARK = " […]"
 _ITEM = r"\d+(?:\s*[-–]\s*\d+)?"
 #: `[1]`, `[1, 2]`, `[1; 2]`, `[1-3]`, `[Source 2]`: what models write; `[1][2]` is two markers.
-MARKER = re.compile(rf"\[(?:[Ss]ources?:?\s*)?({_ITEM}(?:\s*[,;]\s*{_ITEM})*)\]")
+_MARKER = rf"\[(?:[Ss]ources?:?\s*)?(?P<items>{_ITEM}(?:\s*[,;]\s*{_ITEM})*)\]"
+MARKER = re.compile(_MARKER)
+#: A marker with the spaces before it: removing one must not touch the quoted text around it.
+_SPACED_MARKER = re.compile(rf"(?P<space>[ \t]*){_MARKER}")
 _RANGE_LIMIT = 20
 _TITLE_QUOTE = re.compile(r"[\"“*_]{1,2}([A-Z][^\"”*_\n]{12,200})[\"”*_]{1,2}")
 
@@ -56,14 +67,16 @@ def drop_invalid_markers(text: str, valid: set[int]) -> tuple[str, int]:
 
     def fix(match: re.Match[str]) -> str:
         nonlocal removed
-        parts = list(dict.fromkeys(marker_numbers(match.group(1))))
+        parts = list(dict.fromkeys(marker_numbers(match.group("items"))))
         kept = [p for p in parts if p in valid]
         removed += len(parts) - len(kept)
         return "[" + ", ".join(map(str, kept)) + "]" if kept else ""
 
-    fixed = MARKER.sub(fix, text)
-    fixed = re.sub(r"(?<=\S)[ \t]{2,}", " ", fixed)
-    return re.sub(r"[ \t]+([.,;:])", r"\1", fixed), removed
+    def drop(match: re.Match[str]) -> str:  # a dropped marker takes the space before it along
+        kept = fix(match)
+        return match.group("space") + kept if kept else ""
+
+    return _SPACED_MARKER.sub(drop, text), removed
 
 
 def _plain(text: str) -> str:
@@ -71,15 +84,32 @@ def _plain(text: str) -> str:
 
 
 _REFUSALS = (_plain(REFUSAL).rstrip("."), "the collection does not answer this")
+_NOT = r"(?:\bnot|n't|\bnever)"
+#: How models say the sources don't answer, in their own words ("The Medusa paper does not provide
+#: any information about…", "This is not mentioned in the sources", "I cannot determine…").
+_NOT_ANSWERED = re.compile(
+    rf"(?:{_NOT}\s+(?:\w+\s+)?(?:provide[ds]?|contain[s]?|mention(?:s|ed)?|include[ds]?|specif(?:y|ies|ied)|"
+    rf"state[ds]?|say[s]?|discuss(?:es|ed)?|address(?:es|ed)?|cover(?:s|ed)?|give[sn]?|report(?:s|ed)?|"
+    rf"answer(?:s|ed)?|describe[ds]?)\b.*\b(?:information|details?|data|mention|answer|question|number|figure)s?\b"
+    rf"|\b(?:is|are|was|were)\s*{_NOT}\s+(?:\w+\s+)?(?:mentioned|specified|stated|provided|given|"
+    rf"discussed|reported|described|available|found)\b"
+    rf"|\b(?:no|not\s+any|not\s+enough)\s+(?:\w+\s+)?(?:information|details?|mention)\b"
+    rf"|\b(?:cannot|can't|can\s+not|unable\s+to|not\s+possible\s+to)\s+(?:\w+\s+)?(?:answer|determine|"
+    rf"find|tell|say|infer|know)\b|\bI\s+(?:do\s+not|don't)\s+know\b)",
+    re.IGNORECASE)
 
 
 def is_refusal(text: str) -> bool:
     """Whether an answer refuses: it starts with the fixed refusal sentence (quotes and markdown
-    aside), or it contains that sentence and cites nothing."""
+    aside), it contains that sentence and cites nothing, or every sentence of it says in other
+    words that the sources don't answer."""
     norm = _plain(text).lstrip("\"'“> ")
     if norm.startswith(_REFUSALS):
         return True
-    return any(r in norm for r in _REFUSALS) and not markers(text)
+    if any(r in norm for r in _REFUSALS) and not markers(text):
+        return True
+    sentences = [MARKER.sub("", s).replace("’", "'") for s in answer_sentences(text)]
+    return bool(sentences) and all(_NOT_ANSWERED.search(s) for s in sentences)
 
 
 def refusal_has_extra(text: str) -> bool:
@@ -96,6 +126,51 @@ def quoted_titles_not_in(text: str, known_titles: Sequence[str]) -> list[str]:
         if len(name.split()) >= 4 and ":" in name and name not in known:
             flagged.append(candidate.strip())
     return flagged
+
+
+_BULLET = re.compile(r"^(\s*(?:[-*•]|\d+[.)])?\s*)(.*)$")
+_LEADING_MARKERS = re.compile(rf"^((?:{MARKER.pattern}\s*)+)(?=[^\W\d_]|[\"“*])")
+_THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL)
+_SENTENCE_DONE = re.compile(r"[.!?][\"”*)]*(?:\s*\[[^\]]*\])*(?=\s|$)")
+
+
+def move_leading_markers(text: str) -> str:
+    """'[1] ShadowKV cuts memory.' → 'ShadowKV cuts memory [1].': small models put a marker before
+    the sentence it supports; after it is where readers (and the support check) look."""
+    lines = []
+    for line in text.split("\n"):
+        head, body = _BULLET.match(line).groups()  # type: ignore[union-attr]  # the pattern matches any line
+        sentences = split_sentences(body)
+        if not any(_LEADING_MARKERS.match(s) for s in sentences):
+            lines.append(line)
+            continue
+        fixed = []
+        for sentence in sentences:
+            if found := _LEADING_MARKERS.match(sentence):
+                rest = sentence[found.end():].rstrip()
+                end = rest[-1] if rest[-1] in ".!?" else ""
+                sentence = f"{rest[:len(rest) - len(end)].rstrip()} {found.group(1).strip()}{end}"
+            fixed.append(sentence)
+        lines.append(head + " ".join(fixed))
+    return "\n".join(lines)
+
+
+def without_reasoning(text: str) -> str:
+    """The text without `<think>…</think>` blocks (an unclosed one runs to the end)."""
+    return _THINK.sub("", text).strip()
+
+
+def without_unfinished_sentence(text: str) -> str:
+    """The text up to its last finished sentence (all of it when no sentence is finished)."""
+    ends = list(_SENTENCE_DONE.finditer(text))
+    return text[:ends[-1].end()] if ends else text
+
+
+def _is_title(sentence: str, titles: Sequence[str]) -> bool:
+    """Whether a sentence (markers removed) is nothing but one of the titles."""
+    def squeeze(value: str) -> str:
+        return re.sub(r"\W+", " ", value).strip().casefold()
+    return squeeze(sentence) in {squeeze(t) for t in titles}
 
 
 def answer_sentences(text: str) -> list[str]:
@@ -129,8 +204,9 @@ def score_support(sentences: list[str], sources: Sequence[Source], encode: Encod
                        for n in c for e in evidence[n]})
     vectors = dict(zip(needed, encode(needed))) if needed else {}
     results = []
+    titles = [s.title for s in sources]
     for sentence, bare, cited, exact in zip(sentences, plain, cites, verbatim):
-        if not cited or not bare:
+        if not cited or not bare or _is_title(bare, titles):
             results.append(SentenceSupport(sentence, cited, 0.0, False))
             continue
         cited_text = " ".join(by_n[n].title + ". " + by_n[n].text for n in cited)
@@ -173,13 +249,23 @@ def finalize(question: str, text: str, sources: list[Source], backend: str, enco
     """The Answer for a backend's text: markers validated, refusal detected, support scored: the
     same for every backend. `all_titles` (slow on a large collection) is called only when the text
     quotes a title that is not one of the sources."""
-    text = text.strip()
-    if not text:
-        raise BackendError(f"the {backend} backend returned an empty answer")
-    if is_refusal(text):
-        extra = ["dropped text the backend added to the refusal sentence"] if refusal_has_extra(text) else []
-        return Answer(question, REFUSAL, True, [], sources, backend, warnings=extra)
     warnings = []
+    if text.endswith(CUT_MARK):
+        text = without_unfinished_sentence(text.removesuffix(CUT_MARK).rstrip())
+        warnings.append("the reply was cut at the length limit (ASSISTANT_LLM_MAX_TOKENS); "
+                        "its unfinished last sentence was dropped")
+    thought = "<think>" in text
+    text = without_reasoning(text)
+    if not text:
+        reason = "wrote only its reasoning (<think>…) and no answer" if thought else "returned an empty answer"
+        raise BackendError(f"the {backend} backend {reason}")
+    if is_refusal(text):
+        if any(r in _plain(text) for r in _REFUSALS):
+            extra = ["dropped text the backend added to the refusal sentence"] if refusal_has_extra(text) else []
+        else:
+            extra = [f"read as a refusal: {' '.join(text.split())[:200]!r}"]
+        return Answer(question, REFUSAL, True, [], sources, backend, warnings=extra)
+    text = move_leading_markers(text)
     text, removed = drop_invalid_markers(text, {s.n for s in sources})
     if removed:
         warnings.append(f"removed {removed} citation marker(s) that pointed outside the sources")
@@ -189,6 +275,18 @@ def finalize(question: str, text: str, sources: list[Source], backend: str, enco
     warnings += [f"title not in the collection: {t!r}" for t in invented]
     sentences = score_support(answer_sentences(text), sources, encode)
     citations = build_citations(text, sources)
-    if not citations:
-        warnings.append("the answer cites no source")
+    warnings += ungrounded_reasons(sentences, citations)
     return Answer(question, text, False, citations, sources, backend, sentences, warnings=warnings)
+
+
+def ungrounded_reasons(sentences: list[SentenceSupport], citations: list[Citation]) -> list[str]:
+    """Why an answer is not grounded (nothing when a sentence states what a cited source supports)."""
+    if any(s.cites and s.supported for s in sentences):
+        return []
+    if not citations:
+        return ["the answer cites no source"]
+    if all(not MARKER.sub("", s.text).strip(" .") for s in sentences):
+        return ["the answer is only citation markers, with no statement"]
+    if all(s.support == 0 for s in sentences if s.cites):
+        return ["the answer names papers but states nothing from them"]
+    return ["no sentence is supported by the passage it cites"]

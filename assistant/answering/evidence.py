@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -44,13 +45,17 @@ _CACHE_SIZE = 256
 _NUMERIC = re.compile(
     r"\bhow (many|much|fast|large|long|big|far|often|small)\b|\bby how\b|\bhow many times\b|"
     r"\bwhat (percentage|fraction|share|proportion|speed-?up|ratio|number|factor|learning rate|batch size|size)\b|"
-    r"\bwhat (average )?(score|accuracy)\b|\bup to how\b|\bby what factor\b|\b(its|the|their) speed-?ups?\b",
+    r"\bwhat (average )?(score|accuracy)\b|\bup to how\b|\bby what factor\b|\b(its|the|their|[\w-]+'s) speed-?ups?\b",
     re.I,
 )
 #: "how many <measure>" / "which <attribute>": the words the evidence must contain.
 _ASKED = re.compile(r"\b(?:how many|which|what)\s+((?:[a-z-]+\s+){0,2}?[a-z-]+?)\s+"
                     r"(?:does|do|did|is|are|was|were|has|have|had|can|could|of|in|for|to|on|by|with|were|will)\b",
                     re.I)
+#: "who are the authors of …", "who wrote …": people, which abstracts rarely name.
+_WHO = re.compile(r"\bwho\s+(?:are|were|is|was)\s+the\s+([a-z-]+)|\bwho\s+(?:wrote|authored)\b", re.I)
+#: Measures that need what they measure to be an attribute ("learning rate", "batch size").
+_MEASURE_HEAD = re.compile(r"sizes?|rates?|counts?", re.I)
 #: Words that make a "which X" question ask for a paper or a quantity, not for an attribute.
 _GENERIC_ASKED = re.compile(
     r"\b(papers?|works?|methods?|approach(es)?|techniques?|models?|systems?|stud(y|ies)|frameworks?|thes[ie]s|"
@@ -60,12 +65,22 @@ _GENERIC_ASKED = re.compile(
     re.I,
 )
 #: Sentences that state the problem or prior work rather than what the paper did.
-_BACKGROUND = re.compile(r"(However|Despite|While|Although|Existing|Current|Recent|Traditional|Prior|Previous|"
+#: Sentences that set the scene (prior work, the problem) rather than say what a paper does.
+BACKGROUND = re.compile(r"(However|Despite|While|Although|Existing|Current|Recent|Traditional|Prior|Previous|"
                          r"Conventional|Unfortunately|Nevertheless)\b")
 #: Words that frame a question rather than say what it is about ("what problem does X solve").
 _FRAME_TERMS = frozenset(terms("problem problems solve solves work works do tell explain describe summary summarize "
                                "mean means idea main key purpose goal contribution contributions about info "
                                "anything something papers paper study"))
+
+
+#: "Which papers …", "any work on …", "papers on …": a question asking for several papers.
+_LIST = re.compile(r"\b(which|what|list|name|any)\b[^?]*\b(papers|works|methods|studies|approaches|systems)\b|"
+                   r"\bpapers\b|^(?:any(?:thing)?|something)\s+(?:on|about)\b", re.I)
+
+def asks_for_papers(question: str) -> bool:
+    """Whether the question asks for several papers ("which papers …", "papers on …")."""
+    return bool(_LIST.search(question))
 
 
 def wants_figure(question: str) -> bool:
@@ -74,9 +89,19 @@ def wants_figure(question: str) -> bool:
 
 
 def asked_terms(question: str) -> set[str]:
-    """The stemmed head noun of what the question asks for ("how many human annotators" -> {annot})."""
+    """The stemmed words the evidence must contain to state what the question asks for: the head
+    noun ("how many human annotators" → {annot}), a measure with what it measures ("what learning
+    rate" → {learn, rate}), the people asked about ("who are the authors" → {author})."""
+    who = _WHO.search(question)
+    if who:
+        return set(terms(who.group(1) or "author"))
     match = _ASKED.search(question)
-    if not match or _GENERIC_ASKED.search(match.group(1)):
+    if not match:
+        return set()
+    words = match.group(1).split()
+    if len(words) >= 2 and _MEASURE_HEAD.fullmatch(words[-1]) and not _GENERIC_ASKED.search(words[-2]):
+        return set(terms(" ".join(words[-2:])))
+    if _GENERIC_ASKED.search(match.group(1)):
         return set()
     found = terms(match.group(1))
     if not found or found[-1].isdigit():
@@ -118,15 +143,18 @@ class Candidate:
 #: The features, in model order, with what each measures (stored with the fitted model).
 FEATURES = {
     "dense_top": "cosine of the question to the best chunk of the top-ranked paper",
-    "dense_margin": "dense_top minus the best cosine of any other retrieved paper",
+    "dense_margin": "dense_top minus the best cosine of any other retrieved paper (0 for a list question: "
+                    "it expects several papers, not one clear winner)",
     "coverage_top": "IDF-weighted share of the question's content terms found in the top paper (title + passage)",
-    "coverage_margin": "coverage_top minus the best coverage of any other retrieved paper",
+    "coverage_margin": "coverage_top minus the best coverage of any other retrieved paper (0 for a list "
+                       "question)",
     "best_sentence": "score of the best sentence (cosine + 0.5 x term coverage - rank penalty)",
     "best_cosine": "cosine of the question to the best sentence",
     "rest_coverage_top": "coverage_top over the terms that are neither named things nor question frames "
                          "('problem', 'solve', 'work', ...); 1 when there are none",
     "named": "1 if the question names something (name-shaped word or the X of 'what is X')",
-    "named_missing": "share of named things found in no retrieved paper (title or passage)",
+    "named_missing": "1 if a named thing is in no retrieved paper (title or passage) and its terms are not "
+                     "all in the collection's vocabulary either: something the collection never mentions",
     "version_missing": "1 if a named thing with a version (digits or '+': 'ShadowKV-3') is in no retrieved paper",
     "named_in_top": "share of named things the top paper mentions",
     "asks_attribute": "1 if the question asks for an attribute ('how many annotators', 'which license')",
@@ -134,6 +162,9 @@ FEATURES = {
     "wants_figure": "1 if the question asks for a figure ('how many', 'by how much', 'what speedup')",
     "figure_missing": "1 if it does and no sentence of the two best papers states a figure",
     "question_terms": "log(1 + number of content terms in the question)",
+    "asks_list": "1 if the question asks for several papers ('which papers …', 'papers on …')",
+    "covering_share": "share of the retrieved papers whose title + passage hold at least half of the "
+                      "question's IDF-weighted content terms",
 }
 
 
@@ -173,15 +204,24 @@ class ConfidenceModel:
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 
+class Vocabulary(Protocol):
+    """What the assessor needs to know of the collection's terms (the keyword index has it)."""
+
+    def idf(self, term: str) -> float: ...
+
+    def knows(self, term: str) -> bool: ...
+
+
 class EvidenceAssessor:
     """Scores the sentences of the retrieved sources and decides how likely they answer.
 
     Thread-safe; remembers the last few assessments so the pipeline and the answerer share one.
     """
 
-    def __init__(self, encode: Encode, idf: Callable[[str], float], model: ConfidenceModel | None = None) -> None:
+    def __init__(self, encode: Encode, vocabulary: Callable[[], Vocabulary],
+                 model: ConfidenceModel | None = None) -> None:
         self.encode = encode
-        self.idf = idf
+        self.vocabulary = vocabulary  # a callable: the keyword index is reloaded when the store changes
         self._model = model
         self._cache: OrderedDict[tuple, Evidence] = OrderedDict()
         self._lock = threading.Lock()
@@ -210,7 +250,8 @@ class EvidenceAssessor:
 
     def term_weights(self, question: str) -> dict[str, float]:
         """The IDF of each content term of the question: what coverage shares are weighted by."""
-        return {t: self.idf(t) for t in set(terms(question))}
+        vocabulary = self.vocabulary()
+        return {t: vocabulary.idf(t) for t in set(terms(question))}
 
     def coverage(self, question: str, text: str) -> float:
         """IDF-weighted share of the question's content terms that `text` contains."""
@@ -242,7 +283,7 @@ class EvidenceAssessor:
         for cand, vec in zip(prefiltered, vectors[1:]):
             cand.cosine = float(vec @ vectors[0])
             cand.score = cand.cosine + LEXICAL_WEIGHT * cand.coverage - RANK_PENALTY * cand.rank
-            if _BACKGROUND.match(cand.text):
+            if BACKGROUND.match(cand.text):
                 cand.score -= BACKGROUND_PENALTY
         prefiltered.sort(key=lambda c: -c.score)
         relevance: dict[int, float] = {}
@@ -260,30 +301,36 @@ class EvidenceAssessor:
         names = named_things(question)
         name_terms = {t for n in names for t in terms(n)}
         rest = [t for t in set(terms(question)) if t not in name_terms and t not in _FRAME_TERMS]
+        vocabulary = self.vocabulary()
         found = [any(_mentions(f"{s.title} {s.text}", n) for s in sources) for n in names]
+        unknown = [not f and not (terms(n) and all(vocabulary.knows(t) for t in terms(n)))  # "пингвин": no terms
+                   for n, f in zip(names, found)]
         top_text = f"{sources[0].title} {sources[0].text}"
         asked = asked_terms(question)
         figure = wants_figure(question)
         best_two = {s.n for s in sources[:2]}
+        listing = asks_for_papers(question)
         return {
             "dense_top": dense[0],
-            "dense_margin": dense[0] - max(dense[1:], default=0.0),
+            "dense_margin": 0.0 if listing else dense[0] - max(dense[1:], default=0.0),
             "coverage_top": cover[0],
-            "coverage_margin": cover[0] - max(cover[1:], default=0.0),
+            "coverage_margin": 0.0 if listing else cover[0] - max(cover[1:], default=0.0),
             "best_sentence": candidates[0].score if candidates else 0.0,
             "best_cosine": max((c.cosine for c in candidates), default=0.0),
             "rest_coverage_top": self.coverage(" ".join(rest), top_text) if rest else 1.0,
             "named": float(bool(names)),
-            "named_missing": (len(found) - sum(found)) / len(found) if found else 0.0,
+            "named_missing": float(any(unknown)),
             "version_missing": float(any(not f and _VERSIONED.search(n) for n, f in zip(names, found))),
             "named_in_top": sum(_mentions(top_text, n) for n in names) / len(names) if names else 0.0,
             "asks_attribute": float(bool(asked)),
             "attribute_missing": float(bool(asked) and not any(
-                asked & set(terms(c.text + " " + c.source.title)) for c in candidates)),
+                asked <= set(terms(c.text + " " + c.source.title)) for c in candidates)),
             "wants_figure": float(figure),
             "figure_missing": float(figure and not any(
                 has_figure(s) for src in sources if src.n in best_two for s in split_sentences(src.text))),
             "question_terms": math.log1p(len(terms(question))),
+            "asks_list": float(listing),
+            "covering_share": sum(c >= 0.5 for c in cover) / len(cover),
         }
 
 

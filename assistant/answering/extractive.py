@@ -14,34 +14,45 @@ Every quoted span is an exact substring of its source, so support stays measurab
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ..models import Source
 from ..settings import Settings
-from ..text import names_system_of, numbers, split_sentences, system_name, terms
+from ..text import is_bare_subject, names_system_of, numbers, split_sentences, system_name, terms
 from .base import AnswerContext
 from .citations import REFUSAL
-from .evidence import MIN_SENTENCE_WORDS, Candidate, EvidenceAssessor, asked_terms, has_figure, wants_figure
+from .evidence import (
+    BACKGROUND,
+    MIN_SENTENCE_WORDS,
+    Candidate,
+    EvidenceAssessor,
+    asked_terms,
+    asks_for_papers,
+    has_figure,
+    wants_figure,
+)
 
 MULTI_RELATIVE = 0.65
 SECOND_RELATIVE = 0.75
 MAX_PAPERS = 6
+#: A paper's contribution sentence is its line in a list when it covers the question's terms this
+#: close to its best sentence.
+KEY_POINT_RELATIVE = 0.8
 
 _REFERENCE = re.compile(r"\[\d+(?:\s*[,;–-]\s*\d+)*\]")
-_LIST = re.compile(r"\b(which|what|list|name|any)\b[^?]*\b(papers|works|methods|studies|approaches|systems)\b|"
-                   r"\bpapers\b|^(?:any(?:thing)?|something)\s+(?:on|about)\b", re.I)
 _INTRO = re.compile(r"\b(we|this paper|this work|this thesis)\s+(present|propose|introduce|develop|design|"
                     r"build|release|describe|discover)s?\b|\bwe call\b|\bcalled\b|\bnamed\b", re.I)
 #: "we introduce ShadowKV, a high-throughput … system that …" → name, then the defining clause.
 _DEFINES = re.compile(r"\b(?:we|this paper|this work)\s+(?:present|propose|introduce|develop|design|build)s?\s+"
                       r"(?P<name>[^,;:]{1,60}?),\s+(?P<clause>(?:a|an|the)\s+[^;]+?)\s*[.!]?$", re.I)
+_UNIT = re.compile(r"[%×xX]|times|fold")
 _FIGURE = re.compile(r"(?<![\w.-])(?:up to |over |about |nearly |more than )?\d+(?:[.,]\d+)*\s?(?:%|×|x|X|times|"
                      r"-fold|fold)(?![A-Za-z])|(?<![\w.-])\d+(?:[.,]\d+)+(?![\w.])")
 
 
 def question_kind(question: str) -> str:
     """'list' (several papers), 'numeric' (one figure) or 'single': the shape of answer asked for."""
-    if _LIST.search(question):
+    if asks_for_papers(question):
         return "list"
     return "numeric" if wants_figure(question) else "single"
 
@@ -85,43 +96,58 @@ class ExtractiveAnswerer:
             candidates = [c for c in candidates if c.source.n == sources[0].n] or candidates
         asked = asked_terms(question)
         if asked:
-            candidates = [c for c in candidates if asked & set(terms(c.text + " " + c.source.title))] or candidates
+            candidates = [c for c in candidates if asked <= set(terms(c.text + " " + c.source.title))] or candidates
         if wants_figure(question):
             candidates = [c for c in candidates if has_figure(c.text)] or candidates
         if kind == "list":
-            return _render_list(question, _select_list(candidates, evidence.relevance))
+            chosen = _select_list(candidates, evidence.relevance, lambda text: self.assessor.coverage(question, text),
+                                  wants_figure(question))
+            return _render_list(question, chosen)
         best = candidates[0]
         if kind == "numeric":
             return _render_numeric(question, best)
+        if is_bare_subject(question) and names_system_of(question, best.source.title):
+            return _render_overview(best.source) or _render_single(best, candidates)
         return _render_single(best, candidates)
 
 
-def _select_list(candidates: list[Candidate], relevance: dict[int, float]) -> list[Candidate]:
-    """The best sentence of every paper whose relevance is close to the best paper's."""
+def _select_list(candidates: list[Candidate], relevance: dict[int, float], coverage: Callable[[str], float],
+                 figure_wanted: bool) -> list[Candidate]:
+    """The key sentence of every paper whose relevance is close to the best paper's: the sentence
+    where it says what it contributes, when that covers the question's terms about as well as its
+    best sentence (and states a figure, when one is asked for), else its best sentence."""
     top = max(relevance.values())
-    chosen, papers = [], set()
+    chosen: dict[int, Candidate] = {}
     for cand in candidates:
-        if relevance.get(cand.source.n, 0.0) >= MULTI_RELATIVE * top and cand.source.n not in papers:
-            chosen.append(cand)
-            papers.add(cand.source.n)
+        n = cand.source.n
+        if n in chosen or relevance.get(n, 0.0) < MULTI_RELATIVE * top:
+            continue
+        intro = intro_sentence(cand.source)
+        covered = (intro is not None and (has_figure(intro) or not figure_wanted)
+                   and coverage(intro + " " + cand.source.title) >= KEY_POINT_RELATIVE * cand.coverage)
+        chosen[n] = Candidate(cand.source, cand.rank, intro, cand.score) if intro and covered else cand
         if len(chosen) >= MAX_PAPERS:
             break
-    return chosen
+    lines = list(chosen.values())
+    with_figure = [c for c in lines if _measured(c.text)]
+    # "Which papers …, and by how much?": the papers that state no figure do not answer the second half.
+    return with_figure if figure_wanted and len(with_figure) >= 2 else lines
 
 
 def defining_clause(source: Source) -> tuple[str, str] | None:
     """(name, clause) from the sentence where the paper defines what it introduces, if any."""
     for sentence in split_sentences(source.text):
         match = _DEFINES.search(sentence)
-        if match and len(match.group("clause").split()) >= 4:
+        if match and len(match.group("clause").split()) >= 4 and not _REFERENCE.search(sentence):
             return match.group("name").strip(), match.group("clause").strip()
     return None
 
 
 def intro_sentence(source: Source) -> str | None:
     """The sentence where a paper introduces its contribution ("We present X ..."), preferring
-    one that uses the paper's short name."""
-    intros = [s for s in split_sentences(source.text) if _INTRO.search(s) and len(s.split()) >= MIN_SENTENCE_WORDS]
+    one that uses the paper's short name; never one with the page's own reference brackets."""
+    intros = [s for s in split_sentences(source.text)
+              if _INTRO.search(s) and len(s.split()) >= MIN_SENTENCE_WORDS and not _REFERENCE.search(s)]
     name = system_name(source.title)
     named = [s for s in intros if name and name.casefold() in s.casefold()]
     found = named or intros
@@ -152,6 +178,23 @@ def _render_single(best: Candidate, candidates: list[Candidate]) -> str:
     return f'{lead}\n\n"{source.title}" [{n}]: {quotes}' if quotes else lead
 
 
+def _render_overview(source: Source) -> str | None:
+    """What a paper is, for a question that only names it: its definition (or the sentence that
+    introduces it), the sentence after it when it says more, and its first result with a figure."""
+    sentences = [s for s in split_sentences(source.text) if len(s.split()) >= MIN_SENTENCE_WORDS]
+    n = source.n
+    defined = defining_clause(source)
+    intro = next((s for s in sentences if defined and defined[1] in s), None) or intro_sentence(source)
+    if intro is None or intro not in sentences:
+        return None
+    lead = f"{defined[0].strip('*_ ')} is {defined[1].rstrip('.')} [{n}]." if defined else _with_marker(intro, n)
+    after = sentences[sentences.index(intro) + 1:]
+    more = [s for s in after[:1] if not BACKGROUND.match(s) and not has_figure(s) and not _REFERENCE.search(s)]
+    result = next((s for s in after if has_figure(s) and not _REFERENCE.search(s)), None)
+    quotes = [s for s in (*more, result) if s and not _redundant(s, intro)]
+    return " ".join([lead, *(_with_marker(s, n) for s in quotes)])
+
+
 def _render_numeric(question: str, best: Candidate) -> str:
     """The figure up front, then the sentence that states it."""
     n = best.source.n
@@ -173,11 +216,16 @@ def _render_list(question: str, chosen: list[Candidate]) -> str:
     return "\n".join(lines)
 
 
+def _measured(sentence: str) -> bool:
+    """Whether a sentence states a gain or a share ("3.04×", "80%", "2 times"), not just a count."""
+    return any(_UNIT.search(m.group()) for m in _FIGURE.finditer(sentence))
+
+
 def _main_figure(sentence: str, question: str) -> str | None:
     """The figure the question asks about: of the figures with a unit (×, %, times) — else any
     decimal — the one closest to a word of the question ("throughput … by up to 3.04×")."""
     found = [m for m in _FIGURE.finditer(sentence) if numbers(m.group())]
-    with_unit = [m for m in found if re.search(r"[%×xX]|times|fold", m.group())]
+    with_unit = [m for m in found if _UNIT.search(m.group())]
     figures = with_unit or found
     if not figures:
         return None

@@ -10,7 +10,7 @@ import httpx
 from ..errors import BackendError
 from ..settings import Settings
 from .base import AnswerContext
-from .llm import ChatAnswerer, Messages, RateLimited, one_line
+from .llm import ChatAnswerer, Messages, RateLimited, ReplyEnd, one_line
 
 OLLAMA_URL = "http://127.0.0.1:11434"
 
@@ -40,10 +40,12 @@ class OllamaAnswerer(ChatAnswerer):
             headers["Authorization"] = f"Bearer {key}"
             self.secrets.append(key)
         self.client = ollama.Client(host=host, timeout=self.timeout_s, headers=headers)
-        # Ollama's default window is small and it cuts prompts silently: ask for ours.
-        self.options = {"num_ctx": self.context_tokens, "temperature": 0}
+        # Ollama's default window is small and it cuts prompts silently: ask for ours (Ollama sets
+        # the window to what is asked, so there is nothing to read from the server).
+        self.options = {"num_ctx": self.context_tokens, "temperature": self.temperature,
+                        "num_predict": self.max_tokens}
 
-    def _complete(self, messages: Messages) -> Iterator[str]:
+    def _complete(self, messages: Messages, end: ReplyEnd) -> Iterator[str]:
         import ollama
 
         try:
@@ -52,9 +54,13 @@ class OllamaAnswerer(ChatAnswerer):
                 # closes the HTTP stream if the reader stops early (a generator, typed as an Iterator)
                 with closing(parts):  # type: ignore[type-var]
                     for part in parts:
+                        if part.done:
+                            end.finish = part.done_reason or "stop"
                         yield part.message.content or ""
                 return
-            yield self.client.chat(self.model, messages, stream=False, options=self.options).message.content or ""
+            reply = self.client.chat(self.model, messages, stream=False, options=self.options)
+            end.finish = reply.done_reason or "stop"
+            yield reply.message.content or ""
         except ollama.ResponseError as exc:
             if exc.status_code in (429, 503):
                 raise RateLimited(f"HTTP {exc.status_code}: {one_line(exc.error)}") from exc
@@ -63,8 +69,7 @@ class OllamaAnswerer(ChatAnswerer):
             hint = f" (try `ollama pull {self.model}`)" if exc.status_code == 404 else ""
             raise BackendError(f"{self.where} returned HTTP {exc.status_code}: {one_line(exc.error)}{hint}") from exc
         except httpx.TimeoutException as exc:
-            raise BackendError(f"{self.where} did not answer within {self.timeout_s:g} s "
-                               "(ASSISTANT_LLM_TIMEOUT)") from exc
+            raise self.timed_out() from exc
         except (ConnectionError, httpx.ConnectError) as exc:
             raise BackendError(f"cannot reach {self.where}: is `ollama serve` running there? (OLLAMA_HOST)") from exc
         except httpx.HTTPError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from urllib.parse import urlparse
 
 from ..answering.citations import MARKER, marker_numbers, markers
@@ -88,29 +88,32 @@ def _one_line(parts: Iterable[str]) -> str:
     return "".join(parts).replace("\n", " ")
 
 
-def render_pending(asked_as: str | None = None) -> str:
+def render_pending() -> str:
     """The bubble shown while the papers are searched."""
     return _one_line([
         '<div class="pa-msg pa-pending"><p><span class="pa-dot"></span>Searching the papers…</p>',
-        _asked_as(asked_as), "</div>",
+        "</div>",
     ])
 
 
-def render_streaming(text: str, asked_as: str | None = None) -> str:
+def render_streaming(text: str) -> str:
     """The bubble while an answer streams in: the text so far, markers styled, no support marks yet."""
     body = _lines_to_blocks(_badges(esc(text), {}).split("\n"))
-    return _one_line(['<div class="pa-msg pa-streaming">', body, _asked_as(asked_as), "</div>"])
+    return _one_line(['<div class="pa-msg pa-streaming">', body, "</div>"])
 
 
-def render_answer(answer: Answer, asked_as: str | None = None) -> str:
+def render_answer(answer: Answer) -> str:
     """The final bubble: an answer with cited titles and support marks, or a refusal."""
     if answer.refused:
-        return render_refusal(answer, asked_as)
+        return render_refusal(answer)
     titles = {s.n: s.title for s in answer.sources}
     body = _mark_sentences(answer.text, answer.sentences, titles)
     cited = sorted(answer.citations, key=lambda c: c.n)
     refs = "".join(f'<li><span class="pa-cite">[{c.n}]</span> {esc(c.title)}</li>' for c in cited)
-    parts = ['<div class="pa-msg pa-answer">', body]
+    parts = ['<div class="pa-msg pa-answer">', _filter_note(answer), body]
+    if not answer.grounded:  # text no cited passage backs is never shown as a grounded answer
+        parts = ['<div class="pa-msg pa-answer pa-unverified"><p class="pa-unverified-head">'
+                 "Unverified: no cited paper backs this text</p>", _filter_note(answer), body]
     if refs:
         parts.append(f'<ol class="pa-refs" aria-label="Cited papers">{refs}</ol>')
     if any(not s.supported for s in answer.sentences):
@@ -119,20 +122,20 @@ def render_answer(answer: Answer, asked_as: str | None = None) -> str:
             "weakly supported by the cited passage (hover for the score).</p>"
         )
     parts.extend(f'<p class="pa-warning">Note: {esc(w)}</p>' for w in answer.warnings)
-    parts += [_meta_line(answer), _asked_as(asked_as), "</div>"]
+    parts += [_meta_line(answer), _follow_up(answer), "</div>"]
     return _one_line(parts)
 
 
-def render_refusal(answer: Answer, asked_as: str | None = None) -> str:
+def render_refusal(answer: Answer) -> str:
     """A refusal: set apart from answers, with what to try next."""
     searched = len(answer.sources)
     hint = (f"None of the {searched} closest papers backs an answer; they are listed under Sources. "
             if searched else "")
     return _one_line([
         '<div class="pa-msg pa-refusal"><p class="pa-refusal-head">Not answered by the collection</p>',
-        f"<p>{esc(answer.text)}</p>",
+        _filter_note(answer), f"<p>{esc(answer.text)}</p>",
         f'<p class="pa-hint">{hint}Try naming the paper or method, or rephrase the question.</p>',
-        _meta_line(answer), _asked_as(asked_as), "</div>",
+        _meta_line(answer), _follow_up(answer), "</div>",
     ])
 
 
@@ -158,11 +161,41 @@ def render_error(error: Exception) -> str:
     ])
 
 
-def _asked_as(asked_as: str | None) -> str:
-    if not asked_as:
+def _filter_note(answer: Answer) -> str:
+    """Which papers the filters left to search (when none, the answer's own text says so)."""
+    if not answer.filters.get("matching_papers"):
         return ""
-    return (f'<p class="pa-asked" title="Follow-up questions are searched together with the earlier '
-            f'question">Searched as: “{esc(asked_as)}”</p>')
+    return f'<p class="pa-filter">{esc(answer.filters["note"])}</p>'
+
+
+def render_upload(message: str, problems: Sequence[str] = (), *, state: str = "done") -> str:
+    """The upload status: working, done (with the lines skipped) or failed."""
+    items = "".join(f"<li>{esc(p)}</li>" for p in problems)
+    skipped = f'<details class="pa-skipped"><summary>{len(problems)} skipped</summary><ul>{items}</ul></details>'
+    return _one_line([f'<div class="pa-upload pa-upload-{state}" role="status"><p>{esc(message)}</p>',
+                      skipped if problems else "", "</div>"])
+
+
+def follow_up_note(answer: Answer) -> str | None:
+    """How a follow-up was answered: about which of the previous answer's papers, and as what question."""
+    about = [s for s in answer.sources if s.paper_id in set(answer.about)]
+    if len(about) == 1:
+        where = f"About [{about[0].n}] {about[0].title}"
+    elif about:
+        where = f"About the {len(about)} papers of the previous answer"
+    else:
+        where = ""
+    asked = f"asked as “{answer.asked_as}”" if answer.asked_as else ""
+    note = " · ".join(bit for bit in (where, asked) if bit)
+    return note[:1].upper() + note[1:] if note else None
+
+
+def _follow_up(answer: Answer) -> str:
+    note = follow_up_note(answer)
+    if not note:
+        return ""
+    return (f'<p class="pa-asked" title="A follow-up is answered about the papers of the previous answer">'
+            f"{esc(note)}</p>")
 
 
 def _meta_line(answer: Answer) -> str:

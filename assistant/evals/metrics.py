@@ -17,6 +17,8 @@ Answers (answerable questions; a refusal counts as 0 where a value is defined):
   cite something (a refusal cites nothing, so it neither helps nor hurts precision).
 - citation_recall: share of the gold papers the answer cites (refusal = 0).
 - strict_accuracy: 1 if the answer is not a refusal, has every keyword and cites every gold paper.
+- removed_markers (all questions, a count): `[n]` markers the backend wrote that point outside the
+  sources, which the pipeline removed before the answer was shown.
 - fabricated_citations (all questions, a count): `[n]` markers that point outside the sources,
   citations whose title is not the source's, and quoted titles that are not in the collection,
   found in the answerer's raw text (before the pipeline removes invalid markers). Must be 0.
@@ -30,6 +32,8 @@ without an LLM; see `SentenceJudgement`):
   supports it or the sentence is no longer supported without it (ALCE's "irrelevant citation"
   test). Defined for answers with at least one citation.
 - uncited_sentences: share of the answer's sentences that cite nothing.
+- ungrounded_answers: share of the answers (refusals aside) that are not `Answer.grounded`: no
+  sentence states something a source it cites supports.
 
 Refusal:
 - refusal_rate: share of unanswerable questions refused (higher is better).
@@ -195,6 +199,9 @@ class Outcome:
     suite: str = ""
     confidence: float | None = None
     evidence_answers: bool | None = None
+    grounded: bool = True
+    removed_markers: int = 0
+    raw_text: str = ""  # what the backend wrote, before the checks (to see what an LLM did)
 
     @property
     def answerable(self) -> bool:
@@ -211,9 +218,10 @@ def score(o: Outcome) -> dict[str, Any]:
     s: dict[str, Any] = dict.fromkeys(
         ("gold_rank", "hit@1", "hit@5", "mrr@10", "recall@10", "keyword_accuracy", "citation_precision",
          "citation_recall", "strict_accuracy", "grounded_recall", "grounded_precision", "uncited_sentences",
-         "refusal", "false_refusal"))
+         "refusal", "false_refusal", "ungrounded"))
     s["missing_keywords"] = []
     s["fabricated"] = o.fabricated
+    s["removed_markers"] = o.removed_markers
     if o.answerable:
         rank = first_gold_rank(o.retrieved[:RETRIEVAL_DEPTH], o.gold_titles)
         s["gold_rank"] = rank
@@ -232,6 +240,8 @@ def score(o: Outcome) -> dict[str, Any]:
         s["false_refusal"] = _flag(o.refused)
     else:
         s["refusal"] = _flag(o.refused)
+    if not o.refused:
+        s["ungrounded"] = _flag(not o.grounded)
     if not o.refused and o.sentences:
         s["grounded_recall"] = sum(j.supported for j in o.sentences) / len(o.sentences)
         s["uncited_sentences"] = sum(not j.cites for j in o.sentences) / len(o.sentences)
@@ -311,9 +321,10 @@ def aggregate(outcomes: Sequence[Outcome]) -> dict[str, Any]:
         "retrieval": {k: mean(k) for k in ("hit@1", "hit@5", "mrr@10", "recall@10")},
         "answers": {"keyword_accuracy": mean("keyword_accuracy"), "citation_precision": mean("citation_precision"),
                     "citation_recall": mean("citation_recall"), "strict_accuracy": mean("strict_accuracy"),
-                    "fabricated_citations": sum(s["fabricated"] for s in scores)},
+                    "fabricated_citations": sum(s["fabricated"] for s in scores),
+                    "removed_markers": sum(s["removed_markers"] for s in scores)},
         "grounding": {"citation_recall": mean("grounded_recall"), "citation_precision": mean("grounded_precision"),
-                      "uncited_sentences": mean("uncited_sentences")},
+                      "uncited_sentences": mean("uncited_sentences"), "ungrounded_answers": mean("ungrounded")},
         "refusal": {"refusal_rate": mean("refusal"), "false_refusal_rate": mean("false_refusal")},
         "calibration": {"ece": expected_calibration_error(outcomes)},
         "latency_ms": latency,

@@ -15,9 +15,9 @@ COLUMNS = (
     ("R@10", "retrieval.recall@10"), ("kw acc", "answers.keyword_accuracy"), ("cite P", "answers.citation_precision"),
     ("cite R", "answers.citation_recall"), ("strict", "answers.strict_accuracy"),
     ("ALCE R", "grounding.citation_recall"), ("ALCE P", "grounding.citation_precision"),
-    ("uncited", "grounding.uncited_sentences"), ("refusal", "refusal.refusal_rate"),
-    ("false ref", "refusal.false_refusal_rate"), ("ECE", "calibration.ece"),
-    ("fabricated", "answers.fabricated_citations"),
+    ("uncited", "grounding.uncited_sentences"), ("ungrounded", "grounding.ungrounded_answers"),
+    ("refusal", "refusal.refusal_rate"), ("false ref", "refusal.false_refusal_rate"), ("ECE", "calibration.ece"),
+    ("removed", "answers.removed_markers"), ("fabricated", "answers.fabricated_citations"),
 )
 #: Metrics drawn in the charts (all in 0..1, higher is better).
 CHART_COLUMNS = ("hit@1", "hit@5", "MRR@10", "R@10", "kw acc", "cite P", "cite R", "strict", "ALCE R", "ALCE P",
@@ -31,10 +31,13 @@ DEFINITIONS = """\
   (refusal = 0). **strict**: not refused, every keyword, every gold paper cited.
 - **ALCE R**: share of answer sentences supported by their cited passages. **ALCE P**: share of citations that
   support their sentence alone or are needed for its support. **uncited**: share of sentences without a citation.
+  **ungrounded**: share of answers (refusals aside) in which no sentence is supported by a source it cites.
 - **refusal**: unanswerable questions refused. **false ref**: answerable questions refused.
 - **ECE**: expected calibration error of `Answer.confidence` against "the evidence answers" (10 bins; lower is
   better); calibration.png has the reliability diagram and the risk-coverage curve.
-- **fabricated**: markers outside the sources and titles not in the collection (a count; must be 0).
+- **removed**: markers the backend wrote that point outside the sources, removed before the answer is shown.
+- **fabricated**: in the answers as shown, markers outside the sources and titles not in the collection (a
+  count; must be 0).
 - Full definitions: the docstring of `assistant/metrics.py` and docs/evals.md."""
 
 

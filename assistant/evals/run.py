@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..answering import configured_backends
-from ..answering.citations import drop_invalid_markers, score_support
+from ..answering.citations import drop_invalid_markers, markers, score_support
 from ..corpus.parse import normalize_title
 from ..models import Answer
 from ..pipeline import Assistant
@@ -77,11 +77,14 @@ def evaluate_question(assistant: Assistant, q: EvalQuestion, *, backend: str, re
     stream = assistant.stream(q.question, backend=backend, top_k=top_k, retrieval=retrieval)
     answer = stream.answer
     retrieved = [s.title for s in assistant.retrieve(q.question, top_k=RETRIEVAL_DEPTH, retrieval=retrieval)]
+    shown = {s.n for s in answer.sources}
     return Outcome(
         q.id, q.kind, q.question, list(q.gold_titles), list(q.answer_keywords), retrieved, answer.text,
         answer.refused, [c.title for c in answer.citations], judge_sentences(answer, assistant.encoder.encode),
-        fabricated_citations(answer, known_titles, stream.text), dict(answer.timings_ms),
+        fabricated_citations(answer, known_titles), dict(answer.timings_ms),
         q.suite, answer.confidence, evidence_answers(answer.sources, q.gold_titles, q.answer_keywords),
+        grounded=answer.grounded, removed_markers=len({n for n in markers(stream.text) if n not in shown}),
+        raw_text=stream.text,
     )
 
 
@@ -121,8 +124,9 @@ def _question_record(o: Outcome) -> dict[str, Any]:
     return {
         "id": o.id, "kind": o.kind, "suite": o.suite, "question": o.question, "confidence": o.confidence,
         "evidence_answers": o.evidence_answers, "gold_titles": o.gold_titles,
-        "answer_keywords": o.answer_keywords, "retrieved": o.retrieved, "answer": o.text, "refused": o.refused,
-        "cited": o.cited, "fabricated": o.fabricated,
+        "answer_keywords": o.answer_keywords, "retrieved": o.retrieved, "answer": o.text, "raw_answer": o.raw_text,
+        "refused": o.refused,
+        "cited": o.cited, "fabricated": o.fabricated, "grounded": o.grounded, "removed_markers": o.removed_markers,
         "sentences": [{"text": j.text, "cites": j.cites, "supported": j.supported, "precise": j.precise()}
                       for j in o.sentences],
         "timings_ms": {k: round(v, 1) for k, v in o.timings_ms.items()},
@@ -140,7 +144,7 @@ def _out_dir(args: argparse.Namespace, name: str) -> Path:
 def run_cli(args: argparse.Namespace, settings: Settings) -> int:
     """`assistant eval`: run a set, print a table, write reports; gate or compare on request."""
     path = Path(args.eval_set or DEFAULT_SET)
-    questions = load_eval_set(path)
+    questions = load_eval_set(path)[:args.limit]
     write_to = getattr(args, "write_thresholds", None)
     if args.compare and (args.gate or write_to):
         raise ValueError("--compare cannot be combined with --gate or --write-thresholds")

@@ -23,11 +23,13 @@ from ..errors import CorpusError, IndexProblemError
 from ..models import PROVENANCE_KEY, RESERVED_METADATA, Chunk, Paper
 from ..text import split_sentences
 from . import keyword
+from .catalog import PaperCatalog
 from .chunking import chunk_papers
 from .embedding import Encoder, vector_key
 from .repair import remove_index_files
 from .sentences import SentenceWriter
 from .store import INCOMPLETE, IndexStore
+from .uploads import uploaded_files
 
 if TYPE_CHECKING:  # index.py runs the build and imports this module
     from .index import PaperIndex
@@ -110,7 +112,8 @@ def build(index: PaperIndex, paths: Sequence[str | Path] = (), *, rebuild: bool 
         remembered = list(sources)
         new_paths = [str(Path(p).resolve()) for p in paths]
         sources += [p for p in new_paths + [str(p) for p in settings.extra_paths] if p not in sources]
-        corpus = load_corpus(sources, include_bundled=settings.include_bundled)
+        uploads = [str(p) for p in uploaded_files(settings.uploads_folder)]  # read anew by every run
+        corpus = load_corpus(sources + uploads, include_bundled=settings.include_bundled)
         report.papers, report.entries = len(corpus.papers), corpus.entries
         report.duplicates_merged, report.files_read = corpus.duplicates_merged, corpus.files_read
         report.problems = corpus.problems
@@ -138,6 +141,7 @@ def build(index: PaperIndex, paths: Sequence[str | Path] = (), *, rebuild: bool 
         stale = [cid for cid in stored if cid not in current]
         report.added, report.unchanged, report.removed = len(todo), len(chunks) - len(todo), len(stale)
         fingerprint = _fingerprint(chunks)
+        paper_meta = {p.paper_id: _flat_metadata(p) for p in corpus.papers}
         previous = store.fingerprint()
         changed = bool(todo or stale) or previous != fingerprint
         sentences = index.sentences.writer(fresh=rebuild or bool(reason))
@@ -150,8 +154,7 @@ def build(index: PaperIndex, paths: Sequence[str | Path] = (), *, rebuild: bool 
                 store.set_sources(sources)  # first, so that a run after a crash knows what to finish
                 sentences.set_complete(False)
                 t = time.perf_counter()
-                _embed_and_store(store, todo, {p.paper_id: _flat_metadata(p) for p in corpus.papers},
-                                 encoder, progress, renew)
+                _embed_and_store(store, todo, paper_meta, encoder, progress, renew)
                 report.seconds["embed+store"] = time.perf_counter() - t
                 store.delete(stale)
             if needs_sentences:
@@ -164,10 +167,13 @@ def build(index: PaperIndex, paths: Sequence[str | Path] = (), *, rebuild: bool 
         finally:
             sentences.close()
         t = time.perf_counter()
-        # Before the new fingerprint is published: until then readers take the keyword index as it is.
+        # Before the new fingerprint is published: until then readers take these as they are.
         if keyword.write(index.keyword_dir, fingerprint, previous=previous, added=todo, removed=stale,
                          all_chunks=store.all_chunks):
             report.seconds["keyword"] = time.perf_counter() - t
+        if PaperCatalog.load(index.catalog_path, fingerprint) is None:
+            PaperCatalog.from_metadata(((c.chunk_id, {"paper_id": c.paper_id, **paper_meta[c.paper_id]})
+                                        for c in chunks), fingerprint).save(index.catalog_path)
         if changed:
             store.set_fingerprint(fingerprint)
         report.seconds["total"] = time.perf_counter() - started

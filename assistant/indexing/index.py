@@ -18,12 +18,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol, TypeVar
 
 from ..errors import IndexProblemError
 from ..models import RESERVED_METADATA
 from ..settings import Settings
 from .build import IndexReport, build
+from .catalog import PaperCatalog
 from .chunking import chunking_id
 from .embedding import EMBEDDER_ID, Encoder, MiniLMEncoder
 from .keyword import KeywordIndex, KeywordSearch, catch_up
@@ -37,7 +38,19 @@ KEYWORD_CHECK_SECONDS = 5.0
 LEASE_RENEW_SECONDS = 30.0
 #: The settings an index depends on: other values need another PaperIndex.
 INDEX_FIELDS = ("index_dir", "chroma_url", "collection", "chunk_size", "chunk_overlap", "extra_paths",
-                "include_bundled")
+                "include_bundled", "uploads_dir")
+
+
+class DerivedIndex(Protocol):
+    """What is derived from the stored chunks and saved beside them (BM25 index, paper catalog)."""
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def save(self, path: Path) -> None: ...
+
+
+D = TypeVar("D", bound=DerivedIndex)
 
 
 def expected_tags(settings: Settings) -> dict[str, str]:
@@ -55,7 +68,8 @@ class PaperIndex:
         self._lock = threading.RLock()
         self._store: IndexStore | None = None
         self._keyword: KeywordIndex | None = None
-        self._keyword_checked = 0.0
+        self._catalog: PaperCatalog | None = None
+        self._checked: dict[str, float] = {}  # when keyword() and catalog() last asked the store
         self._ready_checked = -KEYWORD_CHECK_SECONDS
         self.sentences = SentenceVectors(Path(f"{self._beside('sentences')}.sqlite3"), expected_tags(settings))
 
@@ -95,13 +109,18 @@ class PaperIndex:
         """Where the keyword index lives."""
         return self._beside("keyword")
 
+    @property
+    def catalog_path(self) -> Path:
+        """Where the paper catalog (for filters) is saved, beside the vectors like the keyword index."""
+        return Path(f"{self._beside('catalog')}.json")
+
     # -- building --------------------------------------------------------------------------------
     def build(self, paths: Sequence[str | Path] = (), *, rebuild: bool = False, progress: bool = True) -> IndexReport:
         """Bring the index up to date with the bundled corpus, remembered sources and `paths`."""
         encoder = self._encoder or MiniLMEncoder(self.settings.embed_threads)
         report = build(self, paths, rebuild=rebuild, progress=progress, encoder=encoder)
         with self._lock:
-            self._keyword = None  # the store changed: reload on next use
+            self._keyword = self._catalog = None  # the store changed: reload on next use
         return report
 
     def ensure(self, progress: bool = True) -> IndexReport | None:
@@ -218,9 +237,9 @@ class PaperIndex:
         has written it anew (checked every few seconds); never rebuilt while it is in step."""
         with self._lock:
             now = time.monotonic()
-            if self._keyword is not None and now - self._keyword_checked < KEYWORD_CHECK_SECONDS:
+            if self._keyword is not None and now - self._checked.get("keyword", 0.0) < KEYWORD_CHECK_SECONDS:
                 return self._keyword
-            self._keyword_checked = now
+            self._checked["keyword"] = now
             # Another process (or PaperIndex) may have changed the collection: read it afresh.
             fingerprint = self.store.fingerprint(fresh=True)
             if self._keyword is None or self._keyword.folder is None:
@@ -236,6 +255,34 @@ class PaperIndex:
             if self._keyword is None:  # a first run is still writing: no keyword hits until it is done
                 self._keyword = KeywordIndex(None)
             return self._keyword
+
+    def catalog(self) -> PaperCatalog:
+        """Each paper's dates, upvotes and files (for filters), matching the store: the copy the
+        indexing run saved, else read from the store's metadata (slow at scale: 49 s at 100k papers)."""
+        with self._lock:
+            self._catalog = self._in_step(
+                self._catalog, "catalog", self.catalog_path, PaperCatalog.load,
+                lambda fingerprint: PaperCatalog.from_metadata(self.store.all_metadata(), fingerprint))
+            return self._catalog
+
+    def _in_step(self, held: D | None, name: str, path: Path, load: Callable[[Path, str], D | None],
+                 make: Callable[[str], D]) -> D:
+        """`held` while the store is unchanged (asked at most every few seconds), else the copy saved
+        at `path` for the store's fingerprint, else `make(fingerprint)`, saved there for others."""
+        now = time.monotonic()
+        if held is not None and now - self._checked.get(name, 0.0) < KEYWORD_CHECK_SECONDS:
+            return held
+        self._checked[name] = now
+        # On a server another process may have changed the collection: read it afresh.
+        fingerprint = self.store.fingerprint(fresh=self.settings.chroma_url is not None)
+        if held is not None and held.fingerprint == fingerprint:
+            return held
+        made = load(path, fingerprint)
+        if made is None:
+            made = make(fingerprint)
+            if fingerprint != INCOMPLETE:  # a run is writing: its own save will follow
+                made.save(path)
+        return made
 
     def chunk_metadata(self, chunk_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The paper metadata stored with each chunk (the index's own bookkeeping left out)."""

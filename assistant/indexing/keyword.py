@@ -51,6 +51,10 @@ class KeywordSearch(Protocol):
         """Inverse document frequency of a stemmed term over the chunks (highest for unknown terms)."""
         ...
 
+    def knows(self, term: str) -> bool:
+        """Whether a stemmed term occurs anywhere in the chunks."""
+        ...
+
     def titles(self) -> list[str]:
         """Every indexed paper's title, sorted."""
         ...
@@ -159,6 +163,10 @@ class KeywordIndex:
         searcher = self._searcher
         n, df = searcher.num_docs, searcher.doc_freq("terms", term)
         return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+    def knows(self, term: str) -> bool:
+        """Whether a stemmed term occurs anywhere in the indexed chunks."""
+        return self._searcher.doc_freq("terms", term) > 0
 
     def titles(self) -> list[str]:
         """Every indexed paper's title, sorted (a walk of the title dictionary, no documents read)."""

@@ -10,6 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..indexing.catalog import Selection
 from ..indexing.embedding import Encoder
 from ..indexing.index import PaperIndex
 from ..models import ScoredChunk
@@ -37,8 +38,9 @@ class ChunkRetriever(Protocol):
 
     name: str
 
-    def retrieve(self, query: str, vector: np.ndarray, n: int) -> list[ScoredChunk]:
-        """The n best chunks for the query (text and vector), best first."""
+    def retrieve(self, query: str, vector: np.ndarray, n: int, within: Selection | None = None) -> list[ScoredChunk]:
+        """The n best chunks for the query (text and vector), best first; only chunks of the
+        selected papers when `within` is given."""
         ...
 
 
@@ -101,11 +103,12 @@ class Retriever:
         self.keyword = KeywordRetriever(index)
         self.encoder = encoder
 
-    def retrieve(self, query: str, top_k: int, mode: str = "hybrid") -> list[PaperHit]:
-        """The top_k papers for `query`, best first, each with its best cosine similarity."""
+    def retrieve(self, query: str, top_k: int, mode: str = "hybrid", within: Selection | None = None) -> list[PaperHit]:
+        """The top_k papers for `query`, best first, each with its best cosine similarity; only
+        selected papers when `within` is given."""
         by_name: dict[str, ChunkRetriever] = {"dense": self.dense, "keyword": self.keyword}
         vector = self.encoder.encode([query])[0]
-        ranked = fuse(query, vector, [(by_name[name], weight) for name, weight in MODES[mode]], top_k)
+        ranked = fuse(query, vector, [(by_name[name], weight) for name, weight in MODES[mode]], top_k, within)
         # Chunks found only by keyword get their cosine too, so every hit has one.
         missing = [c for p in ranked for c in p.chunks if c.dense == 0.0]
         similarity = self.dense.similarities([c.chunk_id for c in missing], vector)
@@ -117,10 +120,10 @@ class Retriever:
 
 
 def fuse(query: str, vector: np.ndarray, retrievers: Sequence[tuple[ChunkRetriever, float]],
-         top_k: int) -> list[PaperHit]:
+         top_k: int, within: Selection | None = None) -> list[PaperHit]:
     """The top_k papers by weighted reciprocal rank over the retrievers' chunk rankings, best first."""
     papers: dict[str, PaperHit] = {}
-    rankings = [_add_hits(papers, retriever.retrieve(query, vector, CANDIDATE_CHUNKS), retriever.name)
+    rankings = [_add_hits(papers, retriever.retrieve(query, vector, CANDIDATE_CHUNKS, within), retriever.name)
                 for retriever, _ in retrievers]
     for paper_id, score in reciprocal_rank_fusion(rankings, weights=[w for _, w in retrievers]).items():
         papers[paper_id].score = score
