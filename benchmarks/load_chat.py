@@ -58,12 +58,20 @@ def questions(n: int) -> list[str]:
     return [rows[i % len(rows)] for i in range(n)]
 
 
-def ask(http: Any, url: str, question: str, timeout_s: float) -> tuple[float, str | None]:
+def chat_inputs(parameters: list[dict[str, Any]], question: str) -> list[Any]:
+    """The `/chat` endpoint's inputs for a question, in the order the app describes them
+    (`GET /gradio_api/info`): the question, the extractive backend, 5 papers, every other
+    control (filters, ...) at its default."""
+    chosen = {"message": question, "backend": "extractive", "top_k": 5}
+    return [chosen.get(p["parameter_name"], p.get("parameter_default")) for p in parameters]
+
+
+def ask(http: Any, url: str, inputs: list[Any], timeout_s: float) -> tuple[float, str | None]:
     """One question in its own conversation through Gradio's HTTP API (POST the call, read its
     event stream to the end), as any HTTP client would; returns (seconds, error or None)."""
     started = time.perf_counter()
     try:
-        call = http.post(f"{url}gradio_api/call/chat", json={"data": [question, "extractive", 5]}, timeout=timeout_s)
+        call = http.post(f"{url}gradio_api/call/chat", json={"data": inputs}, timeout=timeout_s)
         call.raise_for_status()
         event, data = "", ""
         with http.stream("GET", f"{url}gradio_api/call/chat/{call.json()['event_id']}", timeout=timeout_s) as reply:
@@ -92,9 +100,11 @@ def run(url: str, n: int, clients: int, timeout_s: float, server_pid: int | None
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     with httpx.Client(limits=limits) as http, ThreadPoolExecutor(max_workers=clients) as pool:
+        parameters = http.get(f"{url}gradio_api/info").json()["named_endpoints"]["/chat"]["parameters"]
+        calls = [chat_inputs(parameters, q) for q in questions(n)]
         server_cpu, own_cpu = cpu_seconds(server_pid) if server_pid else 0.0, time.process_time()
         started = time.perf_counter()
-        futures = [pool.submit(ask, http, url, q, timeout_s) for q in questions(n)]
+        futures = [pool.submit(ask, http, url, inputs, timeout_s) for inputs in calls]
         latencies, errors = [], []
         for future in as_completed(futures, timeout=timeout_s * 2):
             seconds, error = future.result()
