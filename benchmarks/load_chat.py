@@ -80,7 +80,9 @@ def ask(http: Any, url: str, inputs: list[Any], timeout_s: float) -> tuple[float
                     event = line[6:].strip()
                 elif line.startswith("data:"):
                     data = line[5:].strip()
-        details = json.loads(data)[-1] if event == "complete" else None
+        outputs = json.loads(data) if event == "complete" else []
+        # The answer's dict (`Answer.to_dict()`, or {"error": ...}) among the outputs (HTML, state...).
+        details = next((o for o in outputs if isinstance(o, dict) and ("answer" in o or "error" in o)), None)
         error = details.get("error") if isinstance(details, dict) else f"no answer ({event!r}: {data[:200]})"
     except Exception as exc:  # a load test reports every failure instead of stopping
         error = f"{type(exc).__name__}: {exc}"
