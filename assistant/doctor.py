@@ -93,11 +93,10 @@ def check_index(settings: Settings) -> Check:
         if problem := index.problem():
             return Check("index", FAIL, f"the index at {index.store.location} is not usable ({problem}); "
                          "build it with `assistant index`")
-        chunks = index.keyword().chunks
+        papers, chunks = index.keyword().paper_count(), index.store.count()
     except AssistantError as exc:
         return Check("index", FAIL, " ".join(str(exc).split()))
-    papers = len({c.paper_id for c in chunks})
-    return Check("index", OK, f"{papers} papers, {len(chunks)} chunks in {index.store.location}")
+    return Check("index", OK, f"{papers} papers, {chunks} chunks in {index.store.location}")
 
 
 def check_backends(settings: Settings) -> list[Check]:

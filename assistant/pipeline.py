@@ -23,7 +23,7 @@ from .models import Answer, AnswerStream, Source
 from .search.filters import PaperFilter, filter_note
 from .search.fusion import Retriever
 from .settings import MAX_TOP_K, RETRIEVAL_MODES, Settings
-from .text import without_control
+from .text import split_sentences, without_control
 
 
 def clean_question(question: Any, max_chars: int) -> str:
@@ -146,6 +146,8 @@ class Assistant:
             if not within.papers:
                 return _nothing_matches(question, answerer.name, applied, started)
         sources = answerer.fit_sources(asked, self.retrieve(asked, top_k, retrieval, within))
+        # The sources' sentence vectors were computed when indexing: answering and checking embed none.
+        self.encoder.preload([s for src in sources for s in split_sentences(src.text)], self.index.sentences.get)
         retrieved = time.perf_counter()
 
         def check(text: str) -> Answer:

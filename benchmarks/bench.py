@@ -38,7 +38,12 @@ ROOT = HERE.parent
 QUESTIONS = ROOT / "evals" / "dev.jsonl"
 WARMUP = ROOT / "evals" / "test.jsonl"
 N_QUESTIONS, N_WARMUP = 30, 3
-TARGETS = {"build_over_floor": 1.3, "reindex_s": 2.0, "p95_ms_100k": 300.0, "rss_mib_100k": 4096.0}
+#: Issue 12's targets: (figure, at most / at least, value); `targets()` checks a run against them.
+TARGETS = [("build_over_floor", "max", 1.1), ("build_over_llama_index", "max", 0.9),
+           ("answer_p50_ms", "max", 60.0), ("answer_p95_ms", "max", 100.0), ("reindex_s", "max", 2.0),
+           ("chat_p95_s", "max", 2.0), ("chat_qps", "min", 10.0), ("chat_errors", "max", 0),
+           ("scale_server_p95_ms", "max", 300.0), ("scale_first_answer_s", "max", 3.0),
+           ("scale_process_rss_mib", "max", 2048.0)]
 
 
 def _clean_env() -> dict[str, str]:
@@ -70,27 +75,33 @@ def _run(cmd: list[str], log: Path, env_extra: dict[str, str] | None = None) -> 
             "peak_rss_mib": usage.ru_maxrss / 1024}
 
 
-def build_and_floor(workdir: Path, index_dir: Path, repeat: int) -> tuple[dict, dict]:
-    """Cold builds and raw-embedding runs, alternated so that a change in the machine's load hits
-    both; the fastest of each is kept (noise only adds time), with every run's time beside it."""
-    builds, floors = [], []
+def build_floor_and_peer(workdir: Path, index_dir: Path, repeat: int) -> tuple[dict, dict, dict]:
+    """Cold builds, raw-embedding runs and the plain llama-index pipeline, alternated so that a
+    change in the machine's load hits all three; the fastest of each is kept (noise only adds
+    time), with every run's time beside it."""
+    runs: dict[str, list[dict]] = {"build": [], "floor": [], "peer": []}
     for n in range(max(1, repeat)):
-        _step(f"raw embedding of the corpus's chunks (the floor), run {n + 1}")
-        floors.append(run_stage(workdir, "embed_floor"))
+        _step(f"raw embedding of the corpus's chunks and sentences (the floor), run {n + 1}")
+        runs["floor"].append(run_stage(workdir, "embed_floor"))
         _step(f"cold build of the bundled corpus, run {n + 1}")
         shutil.rmtree(index_dir, ignore_errors=True)
-        builds.append(run_stage(workdir, "cold_build", str(index_dir)))
-    build, floor = (min(runs, key=lambda r: r["seconds"]) for runs in (builds, floors))
-    return ({**build, "runs_s": [r["seconds"] for r in builds]},
-            {**floor, "runs_s": [r["seconds"] for r in floors]})
+        runs["build"].append(run_stage(workdir, "cold_build", str(index_dir)))
+        _step(f"plain llama-index VectorStoreIndex pipeline (the peer), run {n + 1}")
+        peer_dir = workdir / "peer-index"
+        shutil.rmtree(peer_dir, ignore_errors=True)
+        runs["peer"].append(run_stage(workdir, "llama_index_build", str(peer_dir)))
+    build, floor, peer = ({**min(r, key=lambda x: x["seconds"]), "runs_s": [x["seconds"] for x in r]}
+                          for r in (runs["build"], runs["floor"], runs["peer"]))
+    return build, floor, peer
 
 
-def first_answer(workdir: Path, index_dir: Path) -> dict:
+def first_answer(workdir: Path, index_dir: Path, chroma_url: str = "") -> dict:
     """Process start to first answer: `assistant ask --json` on a built index, in a new process."""
     question = json.loads(QUESTIONS.read_text().splitlines()[0])["question"]
     log = workdir / "ask.log"
+    server = {"ASSISTANT_CHROMA_URL": chroma_url} if chroma_url else {}
     result = _run([sys.executable, "-m", "assistant", "ask", question, "--json"], log,
-                  {"ASSISTANT_INDEX_DIR": str(index_dir)})
+                  {"ASSISTANT_INDEX_DIR": str(index_dir), **server})
     if result["status"] != 0:
         raise SystemExit(f"`assistant ask` failed:\n{log.read_text()[-3000:]}")
     return result
@@ -100,17 +111,49 @@ def synthetic_index(workdir: Path, cache: Path, papers: int, real_index: Path, r
     """A synthetic collection of `papers` papers, reused from the cache when still valid."""
     out = cache / f"synthetic-{papers}"
     marker = out / "synthetic.json"
+    from synthetic import GENERATOR
+
     from assistant.text import ANALYZER_ID
 
     if marker.exists():
         made = json.loads(marker.read_text())
-        if (made.get("real_fingerprint"), made.get("analyzer")) == (real_fingerprint, ANALYZER_ID):
+        if (made.get("real_fingerprint"), made.get("analyzer"), made.get("generator")) == \
+                (real_fingerprint, ANALYZER_ID, GENERATOR):
             return {**made, "reused": True, "index_dir": str(out)}
     shutil.rmtree(out, ignore_errors=True)
     result = run_stage(workdir, "synthetic", str(papers), str(real_index), str(out))
-    result.update(real_fingerprint=real_fingerprint, analyzer=ANALYZER_ID)
+    result.update(real_fingerprint=real_fingerprint, analyzer=ANALYZER_ID, generator=GENERATOR)
     marker.write_text(json.dumps(result))
     return {**result, "reused": False, "index_dir": str(out)}
+
+
+def server_mode(workdir: Path, folder: Path, questions: Path, warmup: Path) -> dict:
+    """The collection in `folder` served by `chroma run`: warm answers through it, a new
+    process's start to first answer (`assistant ask`), and each process's peak memory."""
+    from load_chat import free_port, wait_for
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(workdir / "chroma-server.log", "w") as log:
+        server = subprocess.Popen([str(Path(sys.executable).with_name("chroma")), "run", "--path", str(folder),
+                                   "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(f"{url}/api/v2/heartbeat", 120)
+        started = time.perf_counter()
+        warm = run_stage(workdir, "answer_warm", str(folder), str(questions), str(warmup), url)
+        first = first_answer(workdir, folder, url)
+        server_rss = _peak_rss_mib(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return {"url": url, "answer_warm": warm, "first_answer": first, "server_peak_rss_mib": server_rss,
+            "seconds": time.perf_counter() - started}
+
+
+def _peak_rss_mib(pid: int) -> float:
+    """A running process's peak resident memory (VmHWM), from /proc."""
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
 
 
 def chat_load(workdir: Path, index_dir: Path, questions: int) -> dict:
@@ -126,7 +169,7 @@ def chat_load(workdir: Path, index_dir: Path, questions: int) -> dict:
                                   stderr=subprocess.STDOUT)
         try:
             load_chat.wait_for(url, 600)
-            figures = load_chat.run(url, questions, questions, 180.0)
+            figures = load_chat.run(url, questions, questions, 180.0, server.pid)
         finally:
             server.terminate()
             _, _, usage = os.wait4(server.pid, 0)
@@ -162,7 +205,8 @@ def main() -> None:
     index_dir = workdir / "index"
     questions, warmup = _subset(QUESTIONS, N_QUESTIONS, workdir), _subset(WARMUP, N_WARMUP, workdir)
     try:
-        stages["cold_build"], stages["embed_floor"] = build_and_floor(workdir, index_dir, args.repeat)
+        stages["cold_build"], stages["embed_floor"], stages["llama_index_build"] = build_floor_and_peer(
+            workdir, index_dir, args.repeat)
         _step("re-index of the unchanged corpus")
         stages["reindex"] = run_stage(workdir, "reindex", str(index_dir))
         _step("process start to first answer (`assistant ask`)")
@@ -176,6 +220,8 @@ def main() -> None:
             _step(f"warm answer() latency at {papers} synthetic papers")
             stages[f"answer_warm_{papers}"] = run_stage(workdir, "answer_warm", made["index_dir"], str(questions),
                                                         str(warmup))
+            _step(f"Chroma server mode at {papers} synthetic papers")
+            stages[f"server_{papers}"] = server_mode(workdir, Path(made["index_dir"]), questions, warmup)
             _step(f"filtered answer() latency at {papers} synthetic papers")
             stages[f"filters_{papers}"] = run_stage(workdir, "filtered_answers", made["index_dir"], str(questions))
         if args.chat_load:
@@ -185,6 +231,7 @@ def main() -> None:
         results["machine"]["load_average_at_end"] = list(os.getloadavg())
         shutil.rmtree(workdir, ignore_errors=True)
     results["ratios"] = _ratios(stages)
+    results["targets"] = targets(stages, results["ratios"])
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2))
@@ -203,13 +250,42 @@ def _step(text: str) -> None:
 
 
 def _ratios(stages: dict) -> dict:
-    build, floor = stages["cold_build"], stages["embed_floor"]
+    build, floor, peer = stages["cold_build"], stages["embed_floor"], stages["llama_index_build"]
+    chunk_phase = build["seconds"] - build["breakdown_s"].get("sentences", 0.0)
     out = {"build_over_floor": build["seconds"] / floor["seconds"],
-           "build_over_floor_cpu": build["cpu_s"] / floor["cpu_s"]}
+           "build_over_floor_cpu": build["cpu_s"] / floor["cpu_s"],
+           "build_over_llama_index": build["seconds"] / peer["seconds"],
+           "build_over_llama_index_cpu": build["cpu_s"] / peer["cpu_s"],
+           "build_without_sentences_over_llama_index": chunk_phase / peer["seconds"],
+           "llama_index_over_floor_chunks": peer["seconds"] / floor["chunks_s"]}
     for key, value in stages.items():
         if key.startswith("answer_warm_"):
             out[f"p95_{key[12:]}_over_p95_real"] = value["p95_ms"] / stages["answer_warm"]["p95_ms"]
     return out
+
+
+def targets(stages: dict, ratios: dict) -> dict:
+    """Each target with the figure this run measured (scale ones: the largest server-mode
+    collection) and whether it was met; targets whose stage did not run are left out."""
+    warm = stages["answer_warm"]
+    figures = {"build_over_floor": ratios["build_over_floor"], "answer_p50_ms": warm["p50_ms"],
+               "build_over_llama_index": ratios["build_over_llama_index"], "answer_p95_ms": warm["p95_ms"],
+               "reindex_s": stages["reindex"]["seconds"]}
+    if "chat_load" in stages:
+        chat = stages["chat_load"]
+        figures |= {"chat_p95_s": chat["latency_p95_s"], "chat_qps": chat["throughput_qps"],
+                    "chat_errors": chat["errors"]}
+    servers = sorted((int(k[7:]), v) for k, v in stages.items() if k.startswith("server_"))
+    if servers:
+        server = servers[-1][1]
+        figures |= {"scale_server_p95_ms": server["answer_warm"]["p95_ms"],
+                    "scale_first_answer_s": server["first_answer"]["wall_s"],
+                    "scale_process_rss_mib": max(server["answer_warm"]["peak_rss_mib"],
+                                                 server["first_answer"]["peak_rss_mib"])}
+    return {name: {"target": f"{'<=' if kind == 'max' else '>='} {limit}", "measured": round(figures[name], 3),
+                   "met": figures[name] <= limit if kind == "max" else figures[name] >= limit,
+                   **({"synthetic_papers": servers[-1][0]} if name.startswith("scale_") else {})}
+            for name, kind, limit in TARGETS if name in figures}
 
 
 def _runs(stage: dict) -> str:
@@ -224,15 +300,21 @@ def render(results: dict) -> str:
     def mib(stage: dict) -> str:
         return f"{stage['peak_rss_mib']:.0f} MiB" if "peak_rss_mib" in stage else ""
 
-    b, f, r = s["cold_build"], s["embed_floor"], s["reindex"]
+    b, f, r, p = s["cold_build"], s["embed_floor"], s["reindex"], s["llama_index_build"]
+    ratios = results["ratios"]
     rows += [
-        (f"cold index build ({b['chunks']} chunks, {b['papers']} papers)",
-         f"{b['seconds']:.1f} s, {b['chunks'] / b['seconds']:.1f} chunks/s "
-         f"(= {results['ratios']['build_over_floor']:.2f}x the floor's time, "
-         f"{results['ratios']['build_over_floor_cpu']:.2f}x its CPU time; runs {_runs(b)})", mib(b)),
-        ("raw embedding of the same chunks (floor)",
-         f"{f['seconds']:.1f} s, {f['chunks'] / f['seconds']:.1f} chunks/s, {f['tokens'] / f['seconds']:.0f} "
-         f"tokens/s, {f['threads']} threads; runs {_runs(f)}", mib(f)),
+        (f"cold index build ({b['chunks']} chunks + {f['sentences']:,} sentences, {b['papers']} papers)",
+         f"{b['seconds']:.1f} s (sentences {b['breakdown_s'].get('sentences', 0):.1f} s) = "
+         f"{ratios['build_over_floor']:.2f}x the floor's time, {ratios['build_over_floor_cpu']:.2f}x its CPU "
+         f"time, {ratios['build_over_llama_index']:.2f}x the llama-index pipeline's "
+         f"({ratios['build_without_sentences_over_llama_index']:.2f}x without the sentences); runs {_runs(b)}",
+         mib(b)),
+        ("raw embedding of the same chunks and sentences (floor)",
+         f"{f['seconds']:.1f} s: chunks {f['chunks_s']:.1f} s ({f['tokens']:,} tokens), sentences "
+         f"{f['sentences_s']:.1f} s ({f['sentence_tokens']:,} tokens), {f['threads']} threads; runs {_runs(f)}",
+         mib(f)),
+        (f"plain llama-index VectorStoreIndex, SentenceSplitter(200, 30), same embedder ({p['nodes']} nodes)",
+         f"{p['seconds']:.1f} s ({p['tokens']:,} tokens; no sentence vectors); runs {_runs(p)}", mib(p)),
         ("re-index, unchanged corpus", f"{r['seconds']:.2f} s (0 chunks embedded)", mib(r)),
         ("`assistant ask` process start to first answer", f"{s['first_answer']['wall_s']:.1f} s",
          mib(s["first_answer"])),
@@ -243,8 +325,16 @@ def render(results: dict) -> str:
         rows.append((f"answer() warm, extractive, {label} ({a['chunks']:,} chunks)",
                      f"p50 {a['p50_ms']:.0f} ms, p95 {a['p95_ms']:.0f} ms (retrieval p50 "
                      f"{a['parts_p50_ms']['retrieval']:.0f} ms, answer {a['parts_p50_ms']['answer']:.0f} ms, "
-                     f"citations {a['parts_p50_ms']['citations']:.0f} ms); open {a['open_s']:.1f} s, "
-                     f"BM25 load {a['bm25_load_s']:.2f} s, first answer {a['first_answer_s']:.1f} s", mib(a)))
+                     f"citations {a['parts_p50_ms']['citations']:.0f} ms); open {a['open_s']:.1f} s, keyword "
+                     f"index open {a['keyword_open_s'] * 1000:.0f} ms, first answer {a['first_answer_s']:.1f} s",
+                     mib(a)))
+    for key in [k for k in s if k.startswith("server_")]:
+        a, first = s[key]["answer_warm"], s[key]["first_answer"]
+        rows.append((f"Chroma server mode, {int(key[7:]):,} synthetic papers",
+                     f"warm answer() p50 {a['p50_ms']:.0f} ms, p95 {a['p95_ms']:.0f} ms (retrieval p50 "
+                     f"{a['parts_p50_ms']['retrieval']:.0f} ms); new `assistant ask` process start to answer "
+                     f"{first['wall_s']:.1f} s ({first['peak_rss_mib']:.0f} MiB); server peak "
+                     f"{s[key]['server_peak_rss_mib']:.0f} MiB", mib(a)))
     for key in [k for k in s if k.startswith("synthetic_")]:
         g = s[key]
         how = "reused from cache" if g.get("reused") else f"made in {g['seconds']:.0f} s"
@@ -264,6 +354,8 @@ def render(results: dict) -> str:
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, width)) + " |" for r in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in width) + "|")
+    lines.append("\ntargets: " + ", ".join(f"{name} {t['measured']} ({t['target']}: {'met' if t['met'] else 'NOT met'})"
+                                        for name, t in results["targets"].items()))
     m = results["machine"]
     lines.append(f"\n{m['cpu']}, {m['cores']} cores, onnxruntime {m['onnxruntime']}; load average "
                  f"{m['load_average_at_start'][0]:.1f} at start, {m['load_average_at_end'][0]:.1f} at end")

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 
-def _settings(index_dir: str):
+def _settings(index_dir: str, chroma_url: str = ""):
     from assistant.settings import Settings
 
-    return Settings.from_env(env={}, index_dir=Path(index_dir))
+    return Settings.from_env(env={}, index_dir=Path(index_dir), chroma_url=chroma_url or None)
 
 
 def cold_build(index_dir: str) -> dict:
@@ -43,33 +43,74 @@ def reindex(index_dir: str) -> dict:
 
 
 def embed_floor() -> dict:
-    """The raw model alone on the same chunk texts: session load + tokenise + run + pool."""
+    """The raw model alone on the texts a build embeds: session load + tokenise + run + pool, for
+    the chunk texts, then for their distinct sentences (stored for the answerer)."""
     from assistant.corpus.parse import load_corpus
+    from assistant.indexing.build import chunk_sentences
     from assistant.indexing.chunking import chunk_papers
     from assistant.indexing.embedding import MiniLMEncoder
     from assistant.settings import Settings
 
     settings = Settings()
-    texts = [c.embed_text for c in chunk_papers(load_corpus().papers, settings.chunk_size, settings.chunk_overlap)]
+    chunks = chunk_papers(load_corpus().papers, settings.chunk_size, settings.chunk_overlap)
+    texts, sentences = [c.embed_text for c in chunks], chunk_sentences(chunks)
     t, cpu = time.perf_counter(), time.process_time()
     encoder = MiniLMEncoder()
     vectors = encoder.encode(texts)
+    chunks_s = time.perf_counter() - t
+    sentence_vectors = encoder.encode(sentences)
     seconds = time.perf_counter() - t
-    assert vectors.shape == (len(texts), 384)
-    return {"seconds": seconds, "cpu_s": time.process_time() - cpu, "chunks": len(texts), "threads": encoder.threads,
-            "tokens": int(sum(len(e.ids) for e in encoder.tokenizer.encode_batch(texts)))}
+    assert vectors.shape == (len(texts), 384) and sentence_vectors.shape == (len(sentences), 384)
+    return {"seconds": seconds, "cpu_s": time.process_time() - cpu, "chunks_s": chunks_s,
+            "sentences_s": seconds - chunks_s, "chunks": len(texts), "sentences": len(sentences),
+            "threads": encoder.threads, "tokens": _tokens(encoder, texts),
+            "sentence_tokens": _tokens(encoder, sentences)}
 
 
-def answer_warm(index_dir: str, questions_file: str, warmup_file: str) -> dict:
-    """Open an Assistant, answer warm-up questions, then time `answer()` on the questions."""
+def llama_index_build(index_dir: str) -> dict:
+    """What a user would build instead: a plain llama-index VectorStoreIndex over Chroma with the
+    same embedder (the `llama_embedding` adapter) and SentenceSplitter(200, 30) on title + abstract
+    of the same corpus (parse, model load and Chroma writes included, like `cold_build`)."""
+    t = time.perf_counter()
+    import chromadb
+    from llama_index.core import Document, StorageContext, VectorStoreIndex
+    from llama_index.core import Settings as LlamaSettings
+    from llama_index.core.node_parser import SentenceSplitter
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
+    from assistant.corpus.parse import load_corpus
+    from assistant.indexing.llama_embedding import MiniLMEmbedding
+    imported = time.perf_counter()
+    cpu = time.process_time()
+    embedding = MiniLMEmbedding()
+    LlamaSettings.embed_model, LlamaSettings.llm = embedding, None
+    documents = [Document(text=f"{p.title}\n{p.abstract}") for p in load_corpus().papers]
+    collection = chromadb.PersistentClient(path=index_dir).get_or_create_collection(
+        "peer", configuration={"hnsw": {"space": "cosine"}})
+    storage = StorageContext.from_defaults(vector_store=ChromaVectorStore(chroma_collection=collection))
+    VectorStoreIndex.from_documents(documents, storage_context=storage,
+                                    transformations=[SentenceSplitter(chunk_size=200, chunk_overlap=30)])
+    seconds = time.perf_counter() - imported
+    texts = collection.get(include=["documents"])["documents"]
+    return {"import_s": imported - t, "seconds": seconds, "cpu_s": time.process_time() - cpu,
+            "nodes": len(texts), "tokens": _tokens(embedding.encoder, texts)}
+
+
+def _tokens(encoder, texts: list[str]) -> int:
+    return int(sum(len(e.ids) for e in encoder.tokenizer.encode_batch(texts)))
+
+
+def answer_warm(index_dir: str, questions_file: str, warmup_file: str, chroma_url: str = "") -> dict:
+    """Open an Assistant (on a Chroma server when `chroma_url` is given), answer warm-up
+    questions, then time `answer()` on the questions."""
     t0 = time.perf_counter()
     from assistant.pipeline import Assistant
     imported = time.perf_counter()
-    assistant = Assistant(_settings(index_dir))
+    assistant = Assistant(_settings(index_dir, chroma_url))
     assert assistant.index.ready(), f"no complete index in {index_dir}"
     opened = time.perf_counter()
     assistant.index.keyword()
-    bm25_loaded = time.perf_counter()
+    keyword_opened = time.perf_counter()
     assistant.answer(_questions(warmup_file)[0])
     first = time.perf_counter()
     for q in _questions(warmup_file)[1:]:
@@ -84,8 +125,8 @@ def answer_warm(index_dir: str, questions_file: str, warmup_file: str) -> dict:
         for key in parts:
             parts[key].append(result.timings_ms[key])
     ms = np.array(latencies)
-    return {"import_s": imported - t0, "open_s": opened - imported, "bm25_load_s": bm25_loaded - opened,
-            "first_answer_s": first - bm25_loaded, "questions": len(ms), "refused": refused,
+    return {"import_s": imported - t0, "open_s": opened - imported, "keyword_open_s": keyword_opened - opened,
+            "first_answer_s": first - keyword_opened, "questions": len(ms), "refused": refused,
             "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
             "max_ms": float(ms.max()), "mean_ms": float(ms.mean()),
             "parts_p50_ms": {k: float(np.percentile(v, 50)) for k, v in parts.items()},
@@ -149,7 +190,7 @@ def _questions(path: str) -> list[str]:
 
 
 STAGES = {"cold_build": cold_build, "reindex": reindex, "embed_floor": embed_floor, "answer_warm": answer_warm,
-          "synthetic": synthetic, "filtered_answers": filtered_answers}
+          "synthetic": synthetic, "llama_index_build": llama_index_build, "filtered_answers": filtered_answers}
 
 
 def main() -> None:

@@ -11,7 +11,8 @@ centre ~0.7-0.85, like related papers). Latency and memory depend on the collect
 shape, not on what the vectors mean; answer quality on such a collection means nothing.
 
 The collection gets the same tags, chunk metadata and fingerprint handling as a real index
-(`IndexStore.add`, `PaperIndex`), plus the persisted BM25 index, so the assistant
+(`IndexStore.add`, `PaperIndex`), plus the keyword index (written as the chunks are) and sentence
+vectors (generated like the chunks': the chunk's vector plus noise), so the assistant
 opens it like any other. The real papers (with their real vectors) are included too.
 
 Usage: python benchmarks/synthetic.py --papers 10000 --real-index DIR --out DIR
@@ -23,24 +24,30 @@ import argparse
 import hashlib
 import json
 import re
+import shutil
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 
+from assistant.indexing import keyword
 from assistant.indexing.catalog import PaperCatalog
+from assistant.indexing.embedding import DIMENSIONS, MiniLMEncoder, vector_key
 from assistant.indexing.index import PaperIndex
-from assistant.indexing.keyword import KeywordIndex
 from assistant.indexing.store import INCOMPLETE
 from assistant.models import Chunk, ScoredChunk
 from assistant.settings import Settings
 from assistant.text import STOPWORDS, split_sentences
 
-VECTORS_NOTE = ("vectors are GENERATED (real chunk vectors as cluster centres + Gaussian noise, renormalised), "
-                "not model embeddings; texts are assembled from the real corpus")
+VECTORS_NOTE = ("vectors are GENERATED (real chunk vectors as cluster centres + Gaussian noise, renormalised; "
+                "sentence vectors: their chunk's vector + noise), not model embeddings; texts are assembled from "
+                "the real corpus")
+#: Part of the cache marker: collections made by an older generator are made again.
+GENERATOR = "v3-tantivy-sentences-page-metadata"
 CHUNK_WORDS = 140
 NEIGHBOURS = 4
 _WORD = re.compile(r"\b[a-z][a-z-]{3,}\b")
@@ -173,50 +180,73 @@ def _perturb(number: str, rng: np.random.Generator) -> str:
 
 def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int = 2000,
           progress: bool = True) -> dict:
-    """Write the real papers plus `papers` synthetic ones into `out`'s store and BM25 index."""
+    """Write the real papers plus `papers` synthetic ones into `out`'s store and keyword index."""
     started = time.perf_counter()
     source = _RealCollection(real)
     gen = SyntheticPapers(source, seed)
     index = PaperIndex(out)
     store = index.store
     store.reset()
-    fingerprint = f"synthetic-{papers}-seed{seed}-" + PaperIndex(real).store.fingerprint()
+    real_index = PaperIndex(real)
+    fingerprint = f"synthetic-{papers}-seed{seed}-" + real_index.store.fingerprint()
     store.set_fingerprint(INCOMPLETE)
-    keyword_rows = []
+    # Sentence vectors as an indexing run stores them: the real papers' real ones, generated ones
+    # (the chunk's vector plus noise) for the synthetic papers' sentences.
+    shutil.copyfile(real_index.sentences.path, index.sentences.path)
+    sentence_writer = index.sentences.writer(fresh=False)
+    tokenizer, noise = MiniLMEncoder(), np.random.default_rng(seed + 1)
     catalog_rows: list[tuple[str, dict]] = []
-    for start in range(0, len(source.rows), batch):  # the real papers, with their real vectors
-        rows = source.rows[start:start + batch]
-        store.collection.add(ids=[r[0] for r in rows], documents=[r[1] for r in rows],
-                             metadatas=[r[2] for r in rows], embeddings=np.stack([r[3] for r in rows]))
-        keyword_rows += [ScoredChunk(r[0], r[2]["paper_id"], r[2]["title"], r[1]) for r in rows]
-        catalog_rows += [(r[0], r[2]) for r in rows]
-    chunks: list[Chunk] = []
-    vectors: list[np.ndarray] = []
-    meta: dict[str, dict] = {}
-    for number in range(papers):
-        paper_id, title, texts, vecs = gen.paper(number)
-        meta[paper_id] = gen.page_metadata(number)
-        for position, text in enumerate(texts):
-            embedded = f"{title}\n{text}"
-            chunks.append(Chunk(f"{paper_id}-{position}", paper_id, title, text, embedded, position,
-                                hashlib.sha1(embedded.encode()).hexdigest()[:16]))
-        vectors.append(vecs)
-        if len(chunks) >= batch or number == papers - 1:
-            store.add(chunks, np.concatenate(vectors).tolist(), meta)
-            keyword_rows += [ScoredChunk(c.chunk_id, c.paper_id, c.title, c.text) for c in chunks]
-            catalog_rows += [(c.chunk_id, {"paper_id": c.paper_id, **meta[c.paper_id]}) for c in chunks]
-            chunks, vectors, meta = [], [], {}
-            if progress:
-                print(f"\r  synthetic papers: {number + 1}/{papers}", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
-    written = time.perf_counter()
-    KeywordIndex(keyword_rows, fingerprint).save(index.keyword_dir)
+
+    def add_sentences(chunks: list[Chunk], vectors: np.ndarray) -> None:
+        texts, centres = [], []
+        for chunk, vector in zip(chunks, vectors):
+            for sentence in split_sentences(chunk.text):
+                texts.append(sentence)
+                centres.append(vector)
+        jitter = noise.standard_normal((len(texts), DIMENSIONS)).astype(np.float32)
+        jitter *= 0.8 / np.linalg.norm(jitter, axis=1, keepdims=True)
+        mixed = np.stack(centres) + jitter
+        keys = [vector_key(ids) for ids in tokenizer.tokenize(texts)]
+        unique = dict(zip(keys, mixed / np.linalg.norm(mixed, axis=1, keepdims=True)))
+        sentence_writer.add(list(unique), np.stack(list(unique.values())))
+
+    def stored_chunks() -> Iterator[ScoredChunk]:
+        """Each batch written to the store, then handed to the keyword writer (memory stays flat)."""
+        for start in range(0, len(source.rows), batch):  # the real papers, with their real vectors
+            rows = source.rows[start:start + batch]
+            store.collection.add(ids=[r[0] for r in rows], documents=[r[1] for r in rows],
+                                 metadatas=[r[2] for r in rows], embeddings=np.stack([r[3] for r in rows]))
+            catalog_rows.extend((r[0], r[2]) for r in rows)
+            yield from (ScoredChunk(r[0], r[2]["paper_id"], r[2]["title"], r[1]) for r in rows)
+        chunks: list[Chunk] = []
+        vectors: list[np.ndarray] = []
+        meta: dict[str, dict] = {}
+        for number in range(papers):
+            paper_id, title, texts, vecs = gen.paper(number)
+            meta[paper_id] = gen.page_metadata(number)
+            for position, text in enumerate(texts):
+                embedded = f"{title}\n{text}"
+                chunks.append(Chunk(f"{paper_id}-{position}", paper_id, title, text, embedded, position,
+                                    hashlib.sha1(embedded.encode()).hexdigest()[:16]))
+            vectors.append(vecs)
+            if len(chunks) >= batch or number == papers - 1:
+                store.add(chunks, np.concatenate(vectors).tolist(), meta)
+                add_sentences(chunks, np.concatenate(vectors))
+                catalog_rows.extend((c.chunk_id, {"paper_id": c.paper_id, **meta[c.paper_id]}) for c in chunks)
+                yield from (ScoredChunk(c.chunk_id, c.paper_id, c.title, c.text) for c in chunks)
+                chunks, vectors, meta = [], [], {}
+                if progress:
+                    print(f"\r  synthetic papers: {number + 1}/{papers}", end="", file=sys.stderr, flush=True)
+        if progress:
+            print(file=sys.stderr)
+
+    keyword.write(index.keyword_dir, fingerprint, previous=None, added=(), removed=(), all_chunks=stored_chunks)
     PaperCatalog.from_metadata(catalog_rows, fingerprint).save(index.catalog_path)
+    sentence_writer.set_complete(True)
+    sentence_writer.close()
     store.set_fingerprint(fingerprint)
     return {"papers": papers + len(source.papers), "synthetic_papers": papers, "real_papers": len(source.papers),
-            "chunks": store.count(), "write_s": round(written - started, 1),
-            "bm25_build_s": round(time.perf_counter() - written, 1), "note": VECTORS_NOTE}
+            "chunks": store.count(), "write_s": round(time.perf_counter() - started, 1), "note": VECTORS_NOTE}
 
 
 def main() -> None:

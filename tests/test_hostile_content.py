@@ -68,8 +68,9 @@ def assert_citations_are_retrieved_sources(answer: Answer, titles: set[str]) -> 
 
 
 def test_stored_text_has_no_control_characters(hostile_assistant: Assistant) -> None:
-    chunks = hostile_assistant.index.keyword().chunks
-    assert len({c.paper_id for c in chunks}) == 7
+    chunks = hostile_assistant.index.store.all_chunks()
+    assert len({c.paper_id for c in chunks}) == hostile_assistant.index.keyword().paper_count() == 7
+    assert not [t for t in indexed_titles(hostile_assistant) if CONTROL.search(t)]
     assert not [c for c in chunks if CONTROL.search(c.title + c.text)]
 
 

@@ -1,27 +1,33 @@
 """Indexing into a real Chroma store with the real model: counts, incremental runs, tags; and the
 parts tuned for speed keep their outputs: batching, the vector cache, the chunk cache, the
-overlapped index writes, concurrent keyword-index saves and the writer lock."""
+overlapped index writes, the keyword index (our analyzer, updated in place, one writer) and the
+writer lock."""
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
+import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from assistant import Settings
+from assistant import Paper, Settings
 from assistant.corpus.parse import load_corpus
 from assistant.errors import IndexProblemError
 from assistant.indexing import chunking, embedding
 from assistant.indexing.build import IndexReport
 from assistant.indexing.chunking import chunk_papers
-from assistant.indexing.embedding import MAX_TOKENS, CachedEncoder, MiniLMEncoder, _length_batches
+from assistant.indexing.embedding import MAX_TOKENS, CachedEncoder, MiniLMEncoder, _length_batches, vector_key
 from assistant.indexing.index import PaperIndex, expected_tags
-from assistant.indexing.keyword import KeywordIndex
+from assistant.indexing.keyword import KeywordIndex, catch_up
 from assistant.indexing.store import IndexStore
 from assistant.models import ScoredChunk
+from assistant.text import split_sentences, terms
 
 
 def test_cold_build_indexes_every_paper(first_build: IndexReport, settings: Settings) -> None:
@@ -135,28 +141,123 @@ def test_chunk_cache_gives_the_same_chunks_without_splitting(tmp_path: Path,
     assert chunk_papers(papers[:3], 200, 30, cache) == chunk_papers(papers[:3], 200, 30)
 
 
-def test_keyword_index_saves_from_many_threads(tmp_path: Path) -> None:
+def test_keyword_index_is_written_beside_the_store_with_our_analyzer(first_build: IndexReport,
+                                                                     settings: Settings) -> None:
+    index = PaperIndex(settings)
+    stored = index.store.all_chunks()
+    keyword = KeywordIndex.open(index.keyword_dir)
+    assert keyword is not None and keyword.fingerprint == index.store.fingerprint()
+    assert sorted(keyword.chunks(), key=lambda c: c.chunk_id) == sorted(stored, key=lambda c: c.chunk_id)
+    assert keyword.titles() == sorted({c.title for c in stored}) and keyword.paper_count() == 333
+    # Every term is ours (text.terms: words, stop words out, Snowball stems): document frequencies agree.
+    chunk_terms = [set(terms(f"{c.title}\n{c.text}")) for c in stored]
+    for term in ["cach", "attent", "kv", "3.04", "llama", "shadowkv", "the", "cache"]:
+        df = sum(term in t for t in chunk_terms)
+        assert keyword.idf(term) == pytest.approx(math.log(1 + (len(stored) - df + 0.5) / (df + 0.5))), term
+    assert keyword.knows("shadowkv") and not keyword.knows("the") and not keyword.knows("quokkaformer")
+    hits = keyword.search("caching the keys", 5)
+    assert hits and all("cach" in set(terms(f"{h.title} {h.text}")) for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert keyword.search("the of and", 5) == []
+
+
+def test_readers_see_a_reindex_without_rebuilding(tmp_path: Path, bundled_papers: list[Paper],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    files = []
+    for name, papers in (("first", bundled_papers[:3]), ("more", bundled_papers[3:5])):
+        files.append(tmp_path / f"{name}.jsonl")
+        files[-1].write_text("".join(json.dumps({"title": p.title, "abstract": p.abstract}) + "\n" for p in papers))
+    settings = Settings.from_env(env={}, index_dir=tmp_path / "index", include_bundled=False)
+    PaperIndex(settings).build([files[0]], progress=False)
+    reader = PaperIndex(settings)
+    assert reader.keyword().paper_count() == 3
+    newcomer = bundled_papers[3].title
+
+    def whole_store_read() -> list[ScoredChunk]:
+        raise AssertionError("the keyword index was rebuilt from the store instead of updated")
+
+    writer = PaperIndex(settings)
+    monkeypatch.setattr(writer.store, "all_chunks", whole_store_read)
+    writer.build([files[1]], progress=False)  # the indexing run adds the new chunks only
+    monkeypatch.setattr(reader.store, "all_chunks", whole_store_read)
+    reader._checked.clear()  # as if the check interval had passed
+    keyword = reader.keyword()
+    assert keyword.paper_count() == 5 and newcomer in keyword.titles()
+    assert keyword.search(newcomer, 1)[0].title == newcomer
+    assert keyword.fingerprint == reader.store.fingerprint()
+
+
+def test_an_out_of_step_keyword_folder_is_rewritten_once_by_one_writer(tmp_path: Path) -> None:
     chunks = [ScoredChunk(f"p{i}-0", f"p{i}", f"Paper {i}", f"text about topic {i} and kv caches")
               for i in range(50)]
-    folder = tmp_path / "keyword"
+    folder = tmp_path / "keyword-papers"
+    folder.mkdir()
+    (folder / "manifest.json").write_text('{"fingerprint": "fp1", "analyzer": "an older format"}')
+    assert KeywordIndex.open(folder) is None
+    reads: list[int] = []
     errors: list[BaseException] = []
 
-    def save() -> None:
+    def all_chunks() -> list[ScoredChunk]:
+        reads.append(1)
+        return chunks
+
+    def catch_up_now() -> None:
         try:
-            for _ in range(5):
-                KeywordIndex(chunks, "fp1").save(folder)
+            while not catch_up(folder, "fp1", all_chunks):  # another thread is writing: ask again
+                time.sleep(0.01)
         except BaseException as exc:  # reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=save) for _ in range(4)]
+    threads = [threading.Thread(target=catch_up_now) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert errors == []
-    loaded = KeywordIndex.load(folder, "fp1")
-    assert loaded is not None and len(loaded.chunks) == 50
-    assert [p.name for p in tmp_path.iterdir()] == ["keyword"], "no temporary folders left behind"
+    assert errors == [] and reads == [1]
+    keyword = KeywordIndex.open(folder)
+    assert keyword is not None and keyword.fingerprint == "fp1"
+    assert sorted(c.chunk_id for c in keyword.chunks()) == sorted(c.chunk_id for c in chunks)
+    assert keyword.search("topic 7", 1)[0].chunk_id == "p7-0"
+
+
+def test_sentence_vectors_are_stored_at_index_time_and_follow_the_chunks(tmp_path: Path,
+                                                                         bundled_papers: list[Paper],
+                                                                         encoder: MiniLMEncoder) -> None:
+    corpus = tmp_path / "papers.jsonl"
+
+    def write_corpus(papers: list[Paper]) -> None:
+        corpus.write_text("".join(json.dumps({"title": p.title, "abstract": p.abstract}) + "\n" for p in papers))
+
+    def expected(index: PaperIndex) -> dict[str, str]:
+        texts = list(dict.fromkeys(s for c in index.store.all_chunks() for s in split_sentences(c.text)))
+        return {vector_key(ids): text for ids, text in zip(encoder.tokenize(texts), texts)}
+
+    def stored_keys(index: PaperIndex) -> set[str]:
+        with sqlite3.connect(index.sentences.path) as db:
+            return {key for (key,) in db.execute("SELECT key FROM sentences")}
+
+    write_corpus(bundled_papers[:4])
+    settings = Settings.from_env(env={}, index_dir=tmp_path / "index", include_bundled=False)
+    index = PaperIndex(settings)
+    index.build([corpus], progress=False)
+    sentences = expected(index)
+    assert len(sentences) > 10 and stored_keys(index) == set(sentences)
+    found = index.sentences.get(list(sentences))
+    np.testing.assert_allclose(np.stack([found[k] for k in sentences]), encoder.encode(list(sentences.values())),
+                               atol=1e-5)
+
+    # An index made before sentence vectors existed: the next run adds them and embeds no chunk.
+    index.sentences.close()
+    for path in tmp_path.joinpath("index").glob("sentences-*"):
+        path.unlink()
+    again = PaperIndex(settings).build(progress=False)
+    assert again.added == 0 and "sentences" in again.seconds and stored_keys(index) == set(sentences)
+
+    # A paper leaves the corpus: its chunks go, and so do the sentence vectors no chunk needs any more.
+    write_corpus(bundled_papers[:3])
+    smaller = PaperIndex(settings).build(progress=False)
+    assert smaller.removed > 0
+    assert stored_keys(index) == set(expected(index)) < set(sentences)
 
 
 def test_writer_lock_refuses_a_second_run_but_readers_go_on(settings: Settings, first_build) -> None:
@@ -176,14 +277,14 @@ def test_changed_chunks_are_replaced(tmp_path: Path, settings: Settings, first_b
     extra = tmp_path / "extra.jsonl"
     extra.write_text('{"title": "Quokka: A Tiny Test Paper on Batching", "abstract": "Quokka batches short '
                      'sentences by length. It bounds padding to fifteen percent."}\n')
-    small = MiniLMEncoder()
-    PaperIndex(settings, _Counting(small)).build([extra], progress=False)
+    PaperIndex(settings, _Counting()).build([extra], progress=False)
     extra.write_text('{"title": "Quokka: A Tiny Test Paper on Batching", "abstract": "Quokka batches short '
                      'sentences by token count. It bounds padding to fifteen percent of the batch."}\n')
-    counting = _Counting(small)
+    counting = _Counting()
     index = PaperIndex(settings, counting)
     report = index.build(progress=False)
     assert report.added == 1 and counting.texts == 1
+    assert counting.embedded == 1 + 2, "the changed chunk and its two new sentences, nothing else"
     store = index.store
     got = store.collection.get(where={"title": "Quokka: A Tiny Test Paper on Batching"}, include=["documents"])
     assert got["documents"] == ["Quokka batches short sentences by token count. It bounds padding to fifteen "
@@ -192,16 +293,20 @@ def test_changed_chunks_are_replaced(tmp_path: Path, settings: Settings, first_b
     assert store.count() == first_build.chunks + 1
 
 
-class _Counting:
-    """Counts the texts a real encoder embeds."""
+class _Counting(MiniLMEncoder):
+    """The real encoder, counting the chunk texts (`encode`) and all texts (`encode_ids`) it embeds."""
 
-    def __init__(self, encoder: MiniLMEncoder) -> None:
-        self.encoder = encoder
-        self.texts = 0
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts = self.embedded = 0
 
     def encode(self, texts: list[str]) -> np.ndarray:
         self.texts += len(texts)
-        return self.encoder.encode(texts)
+        return super().encode(texts)
+
+    def encode_ids(self, token_ids: list[list[int]]) -> np.ndarray:
+        self.embedded += len(token_ids)
+        return super().encode_ids(token_ids)
 
 
 def test_llama_index_adapter_gives_the_encoder_vectors(encoder: MiniLMEncoder) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -51,7 +52,9 @@ def server_build(server_settings: Settings, settings: Settings, first_build) -> 
     stored = PaperIndex(settings).store.collection.get(include=["documents", "metadatas", "embeddings"])
     encoder.remember([f"{m['title']}\n{d}" for d, m in zip(stored["documents"], stored["metadatas"])],
                      stored["embeddings"])
-    report = PaperIndex(server_settings, encoder).build(progress=False)
+    server_index = PaperIndex(server_settings, encoder)
+    shutil.copyfile(PaperIndex(settings).sentences.path, server_index.sentences.path)  # and its sentence vectors
+    report = server_index.build(progress=False)
     assert report.added == first_build.chunks
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from assistant import Answer, Assistant, IndexProblemError, InvalidQuestionError, Settings
 from assistant.answering.citations import REFUSAL
+from assistant.indexing.sentences import SentenceVectors
 
 NANOFLOW = "NanoFlow: Towards Optimal Large Language Model Serving Throughput"
 
@@ -103,3 +104,28 @@ def test_answering_does_not_load_llama_index() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[1])
     assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr
+
+
+QUESTIONS_FOR_VECTORS = ["How does ShadowKV cut KV-cache memory?", "Which papers speed up LLM decoding?",
+                         "By what factor does NanoFlow boost serving throughput?", "What is Medusa?"]
+
+
+def test_answers_use_index_time_sentence_vectors_and_stay_identical(settings: Settings, first_build,
+                                                                    tmp_path: Path) -> None:
+    stored = Assistant(settings)
+    model_calls: list[int] = []
+    original = stored.encoder.encoder.encode_ids
+
+    def counted(token_ids: list[list[int]]):
+        model_calls.append(len(token_ids))
+        return original(token_ids)
+
+    stored.encoder.encoder.encode_ids = counted  # type: ignore[method-assign]
+    computed = Assistant(settings)
+    computed.index.sentences = SentenceVectors(tmp_path / "none.sqlite3", {})  # nothing stored: embed them all
+    for question in QUESTIONS_FOR_VECTORS:
+        model_calls.clear()
+        with_vectors = stored.answer(question)
+        assert model_calls == [1], f"only the question is embedded, not {model_calls}"
+        without = computed.answer(question)
+        assert with_vectors.to_dict() | {"timings_ms": None} == without.to_dict() | {"timings_ms": None}

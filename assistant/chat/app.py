@@ -12,6 +12,7 @@ import logging
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: Requests answered at the same time; more wait in Gradio's queue.
 CONCURRENCY_LIMIT = 4
+#: Least time between two renders of a streaming answer (docs/performance.md, "Chat under load").
+STREAM_INTERVAL_S = 0.1
 #: Earlier answers kept per chat session: a follow-up leans on the last one.
 MAX_TURNS = 8
 MAX_TOP_K = 20
@@ -97,8 +100,13 @@ def make_responder(assistant: Assistant) -> Responder:
                                 "listed_until": listed_until, "min_upvotes": min_upvotes, "sources": sources})
             answer = assistant.stream(text, backend=backend, top_k=int(top_k), history=earlier[-MAX_TURNS:],
                                       filters=filters)
+            shown = time.monotonic()
             for _ in answer:
-                yield render_streaming(answer.text), SOURCES_PENDING, None, earlier
+                # One render per interval, not per delta: each update re-renders and re-sends the
+                # whole bubble, and an answer written at once (extractive) needs no partial render.
+                if time.monotonic() - shown >= STREAM_INTERVAL_S:
+                    yield render_streaming(answer.text), SOURCES_PENDING, None, earlier
+                    shown = time.monotonic()
             final = answer.answer
             yield (render_answer(final), render_sources(final), final.to_dict(),
                    [*earlier, final][-MAX_TURNS:])
@@ -191,7 +199,7 @@ def export_buttons(details: dict[str, Any] | None) -> tuple[gr.DownloadButton, g
 
 def _paper_count(assistant: Assistant) -> str:
     try:
-        return str(len({c.paper_id for c in assistant.index.keyword().chunks}))
+        return str(assistant.index.keyword().paper_count())
     except AssistantError:
         return "the indexed"
 
@@ -285,11 +293,25 @@ def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, *,
     return url
 
 
+def warm_up(assistant: Assistant) -> None:
+    """Do now what the first users would otherwise wait for: load the model and open the indexes
+    (~3 s), and pick matplotlib's backend, which Gradio resolves on its first request otherwise by
+    importing pyplot on the event loop (~1 s during which no request moves)."""
+    import matplotlib
+
+    matplotlib.use("agg")
+    try:
+        assistant.answer(EXAMPLES[0], backend="extractive")
+    except AssistantError as exc:
+        log.warning("warm-up question failed: %s", exc)
+
+
 def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860) -> None:
     """Build the index if needed (progress in the terminal), then serve the chat until interrupted."""
     auth = settings.chat_login
     assistant = Assistant(settings)
     assistant.ensure_index()
+    warm_up(assistant)
     if not is_loopback(host) and auth is None:
         print(f"warning: serving on {host} without a login; set {env_var('chat_auth')}=user:password",
               file=sys.stderr)

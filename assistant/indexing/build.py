@@ -1,4 +1,5 @@
-"""The indexing run: corpus → chunks → embeddings → Chroma (+ the BM25 keyword index).
+"""The indexing run: corpus → chunks → embeddings → Chroma (+ the tantivy keyword index and the
+sentence vectors beside it).
 
 Incremental: chunks are compared with the stored ones by id and content hash, so unchanged
 chunks are never embedded again, changed ones are replaced and vanished ones removed. Vectors
@@ -20,11 +21,13 @@ from typing import TYPE_CHECKING, Any
 from ..corpus.parse import ParseProblem, is_indexable, load_corpus
 from ..errors import CorpusError, IndexProblemError
 from ..models import PROVENANCE_KEY, RESERVED_METADATA, Chunk, Paper
+from ..text import split_sentences
+from . import keyword
 from .catalog import PaperCatalog
 from .chunking import chunk_papers
-from .embedding import Encoder
-from .keyword import KeywordIndex
+from .embedding import Encoder, vector_key
 from .repair import remove_index_files
+from .sentences import SentenceWriter
 from .store import INCOMPLETE, IndexStore
 from .uploads import uploaded_files
 
@@ -32,6 +35,7 @@ if TYPE_CHECKING:  # index.py runs the build and imports this module
     from .index import PaperIndex
 
 EMBED_BATCH = 64
+SENTENCE_BATCH = 512
 CHUNK_CACHE = "chunk-cache.json"
 
 
@@ -138,22 +142,40 @@ def build(index: PaperIndex, paths: Sequence[str | Path] = (), *, rebuild: bool 
         report.added, report.unchanged, report.removed = len(todo), len(chunks) - len(todo), len(stale)
         fingerprint = _fingerprint(chunks)
         paper_meta = {p.paper_id: _flat_metadata(p) for p in corpus.papers}
-        if todo or stale or store.fingerprint() != fingerprint:
-            store.set_fingerprint(INCOMPLETE)
-            store.set_sources(sources)  # first, so that a run after a crash knows what to finish
-            t = time.perf_counter()
-            _embed_and_store(store, todo, paper_meta, encoder, progress, renew)
-            report.seconds["embed+store"] = time.perf_counter() - t
-            store.delete(stale)
-            store.set_fingerprint(fingerprint)
-        kw = index.keyword_dir
-        if KeywordIndex.load(kw, fingerprint) is None:
-            t = time.perf_counter()
-            KeywordIndex(store.all_chunks(), fingerprint).save(kw)
+        previous = store.fingerprint()
+        changed = bool(todo or stale) or previous != fingerprint
+        sentences = index.sentences.writer(fresh=rebuild or bool(reason))
+        try:
+            # Not complete (new, an index made before sentence vectors, or a run cut short): every
+            # chunk's missing sentences are embedded below; otherwise only the new chunks' ones.
+            needs_sentences = chunks if not sentences.complete else todo
+            if changed:
+                store.set_fingerprint(INCOMPLETE)
+                store.set_sources(sources)  # first, so that a run after a crash knows what to finish
+                sentences.set_complete(False)
+                t = time.perf_counter()
+                _embed_and_store(store, todo, paper_meta, encoder, progress, renew)
+                report.seconds["embed+store"] = time.perf_counter() - t
+                store.delete(stale)
+            if needs_sentences:
+                t = time.perf_counter()
+                _store_sentences(sentences, needs_sentences, encoder, progress)
+                report.seconds["sentences"] = time.perf_counter() - t
+            if stale or any(c.chunk_id in stored for c in todo):  # sentences of replaced chunks go
+                sentences.keep_only(_sentence_keys(chunks, encoder))
+            sentences.set_complete(True)
+        finally:
+            sentences.close()
+        t = time.perf_counter()
+        # Before the new fingerprint is published: until then readers take these as they are.
+        if keyword.write(index.keyword_dir, fingerprint, previous=previous, added=todo, removed=stale,
+                         all_chunks=store.all_chunks):
             report.seconds["keyword"] = time.perf_counter() - t
         if PaperCatalog.load(index.catalog_path, fingerprint) is None:
             PaperCatalog.from_metadata(((c.chunk_id, {"paper_id": c.paper_id, **paper_meta[c.paper_id]})
                                         for c in chunks), fingerprint).save(index.catalog_path)
+        if changed:
+            store.set_fingerprint(fingerprint)
         report.seconds["total"] = time.perf_counter() - started
     return report
 
@@ -202,6 +224,34 @@ def _embed_and_store(store: IndexStore, chunks: list[Chunk], paper_meta: dict[st
         if pending is not None:
             _stored(pending, bar)
     bar.close()
+
+
+def chunk_sentences(chunks: Sequence[Chunk]) -> list[str]:
+    """The distinct sentences of the chunks, as the answerer splits their passages: the texts
+    whose vectors an indexing run stores besides the chunks'."""
+    return list(dict.fromkeys(s for c in chunks for s in split_sentences(c.text)))
+
+
+def _sentence_keys(chunks: Sequence[Chunk], encoder: Encoder) -> set[str]:
+    return {vector_key(ids) for ids in encoder.tokenize(chunk_sentences(chunks))}
+
+
+def _store_sentences(sentences: SentenceWriter, chunks: Sequence[Chunk], encoder: Encoder,
+                     progress: bool) -> None:
+    """Embed and store the chunks' sentences that are not stored yet, in batches (each one its
+    own transaction, so a killed run keeps what it wrote)."""
+    from tqdm import tqdm
+
+    texts = chunk_sentences(chunks)
+    with tqdm(total=len(texts), desc="Embedding sentences", unit="sentence", file=sys.stderr,
+              disable=not progress) as bar:
+        for start in range(0, len(texts), SENTENCE_BATCH):
+            token_ids = {vector_key(ids): ids for ids in encoder.tokenize(texts[start:start + SENTENCE_BATCH])}
+            missing = sentences.missing(token_ids)
+            todo = [key for key in token_ids if key in missing]
+            if todo:
+                sentences.add(todo, encoder.encode_ids([token_ids[k] for k in todo]))
+            bar.update(len(texts[start:start + SENTENCE_BATCH]))
 
 
 def _stored(write: tuple[Future, int], bar: Any) -> None:

@@ -6,8 +6,10 @@ tokenizer from `assistant/data/minilm/`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -28,9 +30,13 @@ MAX_PADDING = 0.15
 
 
 class Encoder(Protocol):
-    """Anything that embeds texts like `MiniLMEncoder.encode`."""
+    """Anything that embeds texts like `MiniLMEncoder` (texts, or texts it tokenised)."""
 
     def encode(self, texts: list[str]) -> np.ndarray: ...
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]: ...
+
+    def encode_ids(self, token_ids: list[list[int]]) -> np.ndarray: ...
 
 
 def tokenizer_path() -> Path:
@@ -117,6 +123,12 @@ def _length_batches(order: list[int], lengths: list[int]) -> list[list[int]]:
     return batches
 
 
+def vector_key(token_ids: Sequence[int]) -> str:
+    """A stable name for the vector of a text with these model token ids (texts that tokenise
+    alike share it), under which index-time vectors are stored and looked up."""
+    return hashlib.sha1(np.asarray(token_ids, dtype=np.int32).tobytes()).hexdigest()[:32]
+
+
 class CachedEncoder:
     """Wraps an encoder with a bounded cache of vectors (sentences repeat across questions).
 
@@ -129,27 +141,61 @@ class CachedEncoder:
         self.encoder = encoder
         self.max_items = max_items
         self._cache: dict[tuple[int, ...], np.ndarray] = {}
+        self._token_ids: dict[str, tuple[int, ...]] = {}
         self._lock = threading.Lock()
 
     def remember(self, texts: list[str], vectors: Any) -> None:
         """Take vectors already computed by this model (e.g. read back from an index)."""
-        keys = [tuple(ids) for ids in self.encoder.tokenize(texts)]
+        self._keep(dict(zip(self._tokenize(texts), np.asarray(vectors, dtype=np.float32))))
+
+    def preload(self, texts: list[str], stored: Callable[[list[str]], dict[str, np.ndarray]]) -> None:
+        """Take from `stored` (vectors by `vector_key`, e.g. `SentenceVectors.get`) those of `texts`
+        not cached yet, so that encoding them later computes nothing."""
+        keys = set(self._tokenize(texts))
         with self._lock:
-            self._cache.update(zip(keys, np.asarray(vectors, dtype=np.float32)))
+            wanted = {vector_key(key): key for key in keys if key not in self._cache}
+        found = stored(list(wanted)) if wanted else {}
+        self._keep({wanted[k]: v for k, v in found.items()})
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Like `MiniLMEncoder.encode`, embedding only the texts not seen before."""
-        if not texts:
+        return self._vectors(self._tokenize(texts))
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Like `MiniLMEncoder.tokenize` (each distinct text tokenised once)."""
+        return [list(key) for key in self._tokenize(texts)]
+
+    def encode_ids(self, token_ids: list[list[int]]) -> np.ndarray:
+        """Like `MiniLMEncoder.encode_ids`, embedding only the token sequences not seen before."""
+        return self._vectors([tuple(ids) for ids in token_ids])
+
+    def _vectors(self, keys: list[tuple[int, ...]]) -> np.ndarray:
+        if not keys:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
-        token_ids = self.encoder.tokenize(texts)
-        keys = [tuple(ids) for ids in token_ids]
         with self._lock:
             known = {k: self._cache[k] for k in keys if k in self._cache}
-        missing = {k: ids for k, ids in zip(keys, token_ids) if k not in known}
+        missing = [k for k in dict.fromkeys(keys) if k not in known]
         if missing:
-            known.update(zip(missing, self.encoder.encode_ids(list(missing.values()))))
-            with self._lock:
-                if len(self._cache) + len(missing) > self.max_items:
-                    self._cache.clear()
-                self._cache.update((k, known[k]) for k in missing)
+            known.update(zip(missing, self.encoder.encode_ids([list(k) for k in missing])))
+            self._keep({k: known[k] for k in missing})
         return np.stack([known[k] for k in keys])
+
+    def _tokenize(self, texts: list[str]) -> list[tuple[int, ...]]:
+        """Token ids of the texts, tokenising each distinct text once (passage sentences come back
+        question after question, and each answer looks at them up to three times)."""
+        with self._lock:
+            known = {t: self._token_ids[t] for t in texts if t in self._token_ids}
+        new = [t for t in dict.fromkeys(texts) if t not in known]
+        if new:
+            known.update(zip(new, map(tuple, self.encoder.tokenize(new))))
+            with self._lock:
+                if len(self._token_ids) + len(new) > self.max_items:
+                    self._token_ids.clear()
+                self._token_ids.update((t, known[t]) for t in new)
+        return [known[t] for t in texts]
+
+    def _keep(self, vectors: dict[tuple[int, ...], np.ndarray]) -> None:
+        with self._lock:
+            if len(self._cache) + len(vectors) > self.max_items:
+                self._cache.clear()
+            self._cache.update(vectors)

@@ -1,4 +1,4 @@
-"""The index as one object: the Chroma store (opened once), the BM25 index beside it, the writer
+"""The index as one object: the Chroma store (opened once), the keyword index beside it, the writer
 lock, readiness, chunk metadata and titles.
 
 A `PaperIndex` is made from the settings once and passed down (to the build run, to search, to the
@@ -10,7 +10,6 @@ the chat and the evals do on first use); asking a question never builds.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import socket
 import sys
@@ -28,8 +27,9 @@ from .build import IndexReport, build
 from .catalog import PaperCatalog
 from .chunking import chunking_id
 from .embedding import EMBEDDER_ID, Encoder, MiniLMEncoder
-from .keyword import KeywordIndex
+from .keyword import KeywordIndex, KeywordSearch, catch_up
 from .repair import half_deleted
+from .sentences import SentenceVectors
 from .store import INCOMPLETE, IndexStore
 
 #: How long a readiness check or a loaded keyword index is trusted before the store is asked again.
@@ -71,6 +71,7 @@ class PaperIndex:
         self._catalog: PaperCatalog | None = None
         self._checked: dict[str, float] = {}  # when keyword() and catalog() last asked the store
         self._ready_checked = -KEYWORD_CHECK_SECONDS
+        self.sentences = SentenceVectors(Path(f"{self._beside('sentences')}.sqlite3"), expected_tags(settings))
 
     def serves(self, settings: Settings) -> bool:
         """Whether `settings` describe this same index (so an Assistant with them can share it)."""
@@ -96,20 +97,22 @@ class PaperIndex:
             self._store = None
             return self.store
 
+    def _beside(self, kind: str) -> Path:
+        """Where a part kept beside the vectors lives: in the index folder, also in server mode.
+        Named after the collection only: the keyword index says which store fingerprint it
+        matches and sentence vectors depend on the text alone, so a folder served by `chroma run`
+        or reached under another URL is used as it is."""
+        return Path(self.settings.index_dir) / f"{kind}-{self.settings.collection}"
+
     @property
     def keyword_dir(self) -> Path:
-        """Where the BM25 index is saved (locally, also in server mode)."""
-        return self._local_path("keyword")
+        """Where the keyword index lives."""
+        return self._beside("keyword")
 
     @property
     def catalog_path(self) -> Path:
-        """Where the paper catalog (for filters) is saved, locally like the BM25 index."""
-        return self._local_path("catalog").with_suffix(".json")
-
-    def _local_path(self, kind: str) -> Path:
-        url = self.settings.chroma_url
-        suffix = "-" + hashlib.sha1(url.encode()).hexdigest()[:8] if url else ""
-        return Path(self.settings.index_dir) / f"{kind}-{self.settings.collection}{suffix}"
+        """Where the paper catalog (for filters) is saved, beside the vectors like the keyword index."""
+        return Path(f"{self._beside('catalog')}.json")
 
     # -- building --------------------------------------------------------------------------------
     def build(self, paths: Sequence[str | Path] = (), *, rebuild: bool = False, progress: bool = True) -> IndexReport:
@@ -229,11 +232,28 @@ class PaperIndex:
                                 "stored yet; try again when it has finished")
 
     # -- reading ---------------------------------------------------------------------------------
-    def keyword(self) -> KeywordIndex:
-        """The BM25 index matching the store; reloaded only when the store changed."""
+    def keyword(self) -> KeywordSearch:
+        """The keyword index beside the store, opened read-only and reopened when an indexing run
+        has written it anew (checked every few seconds); never rebuilt while it is in step."""
         with self._lock:
-            self._keyword = self._in_step(self._keyword, "keyword", self.keyword_dir, KeywordIndex.load,
-                                          lambda fingerprint: KeywordIndex(self.store.all_chunks(), fingerprint))
+            now = time.monotonic()
+            if self._keyword is not None and now - self._checked.get("keyword", 0.0) < KEYWORD_CHECK_SECONDS:
+                return self._keyword
+            self._checked["keyword"] = now
+            # Another process (or PaperIndex) may have changed the collection: read it afresh.
+            fingerprint = self.store.fingerprint(fresh=True)
+            if self._keyword is None or self._keyword.folder is None:
+                self._keyword = KeywordIndex.open(self.keyword_dir)
+            else:
+                self._keyword.refresh()
+            # Out of step: a folder no indexing run writes (a Chroma server used from another
+            # machine) or one written by an older version. While a run writes, it is left alone.
+            out_of_step = self._keyword is None or self._keyword.fingerprint != fingerprint
+            if out_of_step and fingerprint != INCOMPLETE and catch_up(self.keyword_dir, fingerprint,
+                                                                      self.store.all_chunks):
+                self._keyword = KeywordIndex.open(self.keyword_dir)
+            if self._keyword is None:  # a first run is still writing: no keyword hits until it is done
+                self._keyword = KeywordIndex(None)
             return self._keyword
 
     def catalog(self) -> PaperCatalog:
@@ -271,7 +291,7 @@ class PaperIndex:
 
     def titles(self) -> list[str]:
         """Every indexed paper's title, sorted."""
-        return sorted({c.title for c in self.keyword().chunks})
+        return self.keyword().titles()
 
 
 def _every(seconds: float, action: Callable[[], None]) -> Callable[[], None]:

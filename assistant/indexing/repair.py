@@ -1,8 +1,9 @@
 """Recognising a damaged embedded index folder and clearing it for `assistant index --rebuild`.
 
-Only what Chroma and the keyword index write is ever removed: `chroma.sqlite3` (and its journal
-files), Chroma's segment folders (UUID names holding HNSW files) and `keyword-*` folders (JSON and
-NumPy files). Anything else in the folder, and the lock file, is left alone.
+Only what Chroma, the keyword index and the sentence vectors write is ever removed:
+`chroma.sqlite3` and `sentences-*.sqlite3` (and their journal files), Chroma's segment folders
+(UUID names holding HNSW files) and `keyword-*` folders (tantivy's files and our manifest; NumPy
+files from the older BM25 format). Anything else in the folder, and the lock files, are left alone.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ CHROMA_DB = "chroma.sqlite3"
 _DB_FILES = (CHROMA_DB, f"{CHROMA_DB}-wal", f"{CHROMA_DB}-shm", f"{CHROMA_DB}-journal")
 _SEGMENT_FILES = {"header.bin", "data_level0.bin", "length.bin", "link_lists.bin", "index_metadata.pickle"}
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_KEYWORD_SUFFIXES = {".json", ".npy"}
+_KEYWORD_SUFFIXES = {".json", ".npy", ".idx", ".pos", ".term", ".store", ".fast", ".fieldnorm", ".del", ".lock"}
 
 
 def _only_files(folder: Path, allowed: set[str], by_suffix: bool = False) -> bool:
@@ -35,7 +36,7 @@ def segment_folders(folder: Path) -> list[Path]:
 
 
 def keyword_folders(folder: Path) -> list[Path]:
-    """The keyword (BM25) index folders, finished or half-written."""
+    """The keyword index folders, finished or half-written."""
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()
@@ -54,11 +55,13 @@ def half_deleted(folder: Path) -> str | None:
 
 
 def remove_index_files(folder: Path) -> list[str]:
-    """Delete the index files Chroma and the keyword index wrote in `folder`; returns their names."""
+    """Delete the index files Chroma, the keyword index and the sentence vectors wrote in `folder`;
+    returns their names."""
     folder = Path(folder)
     forget_open_store(folder)
     removed = []
-    for name in _DB_FILES:
+    sentence_files = [p.name for p in folder.glob("sentences-*.sqlite3*")] if folder.is_dir() else []
+    for name in [*_DB_FILES, *sentence_files]:
         path = folder / name
         if path.is_file() and not path.is_symlink():
             path.unlink()
