@@ -116,12 +116,13 @@ def thresholds_from(metrics: dict[str, Any], keys: dict[str, list[str]] | None =
 
 
 def write_thresholds(metrics: dict[str, Any], path: str | Path, margin: float = MARGIN) -> dict[str, Any]:
-    """Write limits from `metrics` to `path`, keeping the metric paths the file already gates."""
+    """Write limits from `metrics` to `path`: the metric paths the file already gates, and the
+    defaults for what `metrics` measures (so a suite new to the set gets gated too)."""
     path = Path(path)
-    keys = None
+    keys = default_keys(metrics)
     if path.exists():
         current = load_thresholds(path)
-        keys = {side: list(table) for side, table in current.items()}
+        keys = {side: list(dict.fromkeys([*current.get(side, {}), *keys.get(side, [])])) for side in ("min", "max")}
     thresholds = thresholds_from(metrics, keys, margin)
     path.write_text(json.dumps(thresholds, indent=2) + "\n", encoding="utf-8")
     return thresholds
