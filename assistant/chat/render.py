@@ -199,7 +199,8 @@ def _follow_up(answer: Answer) -> str:
 
 
 def _meta_line(answer: Answer) -> str:
-    bits = [f"{esc(answer.backend)} backend", f"{len(answer.sources)} papers searched"]
+    searched = len(answer.sources)
+    bits = [f"{esc(answer.backend)} backend", f"{searched} paper{'' if searched == 1 else 's'} searched"]
     total = answer.timings_ms.get("total")
     if total is not None:
         bits.append(f"{total / 1000:.1f} s" if total >= 100 else f"{total:.0f} ms")
