@@ -10,6 +10,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from assistant import Assistant, Settings
+from assistant.chat.app import make_responder
 from assistant.errors import ConfigError
 
 SHADOWKV = "How does ShadowKV cut KV-cache memory?"
@@ -45,6 +46,18 @@ def test_follow_up_is_answered_about_the_previous_answer_s_paper(chat_url: str) 
     other = Client(chat_url, verbose=False)  # another session has no earlier answer to lean on
     _, _, alone = ask(other, "How much does it boost throughput?")
     assert alone["about"] == [] and alone["asked_as"] is None
+
+
+def test_a_follow_up_leans_only_on_answers_the_chat_still_shows(assistant: Assistant) -> None:
+    """After "undo" or "retry" an exchange is gone from the chat: its answer must not steer a follow-up."""
+    respond = make_responder(assistant)
+    *_, (_, _, first, earlier) = respond(SHADOWKV, [], "extractive", 5, [])
+    shown = [{"role": "user", "content": SHADOWKV}, {"role": "assistant", "content": "<div>…</div>"}]
+    follow_up = "How much does it boost throughput?"
+    *_, (_, _, follow, _) = respond(follow_up, shown, "extractive", 5, earlier)
+    assert follow["about"] == [first["citations"][0]["paper_id"]]
+    *_, (_, _, undone, _) = respond(follow_up, [], "extractive", 5, earlier)  # the exchange was undone
+    assert undone["about"] == [] and undone["asked_as"] is None
 
 
 def test_unanswerable_question_is_refused(chat_url: str) -> None:

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,7 @@ def make_responder(assistant: Assistant) -> Responder:
                 since: str = "", until: str = "", listed_since: str = "", listed_until: str = "",
                 min_upvotes: float | None = None, sources: list[str] | None = None) -> Iterator[ChatOutput]:
         text = message if isinstance(message, str) else str(message or "")
-        earlier = list(earlier or [])
+        earlier = still_shown(earlier or [], history)
         yield render_pending(), SOURCES_PENDING, None, earlier
         try:
             filters = _filters({"since": since, "until": until, "listed_since": listed_since,
@@ -117,6 +118,31 @@ def make_responder(assistant: Assistant) -> Responder:
             yield render_error(exc), SOURCES_EMPTY, {"error": type(exc).__name__, "kind": "internal"}, earlier
 
     return respond
+
+
+def still_shown(earlier: list[Answer], history: list[dict[str, Any]]) -> list[Answer]:
+    """The earlier answers whose questions the chat still shows: after "undo" or "retry" (which
+    take the last exchange off the chat) a follow-up must not lean on an answer no longer there."""
+    remaining = Counter(" ".join(text.split()) for text in _user_texts(history))
+    kept = []
+    for answer in earlier:
+        if remaining[answer.question] > 0:
+            remaining[answer.question] -= 1
+            kept.append(answer)
+    return kept
+
+
+def _user_texts(history: list[dict[str, Any]]) -> list[str]:
+    """The text of the user turns in a Gradio messages history. Content is a string or (once the
+    chatbot has normalised it) a list of parts like `{"type": "text", "text": ...}`."""
+    texts = []
+    for message in history:
+        if message.get("role") == "user":
+            content = message.get("content")
+            parts = content if isinstance(content, list) else [content]
+            texts.append(" ".join(p if isinstance(p, str) else str(p.get("text") or "") for p in parts
+                                  if isinstance(p, str | dict)))
+    return texts
 
 
 def _filters(values: dict[str, Any]) -> dict[str, Any]:
