@@ -49,6 +49,16 @@ def test_what_is_x_leads_with_the_papers_own_definition(assistant: Assistant) ->
     _quoted_spans_are_verbatim(answer)
 
 
+def test_what_problem_leads_with_the_problem_the_paper_states(assistant: Assistant) -> None:
+    answer = assistant.answer("what problem does minicache solve")
+    assert answer.text.startswith("However, the size of the KV cache grows linearly with sequence length, posing "
+                                  "challenges")
+    assert "we present a simple yet effective approach, called MiniCache" in answer.text.split("\n")[0]
+    _quoted_spans_are_verbatim(answer)
+    overview = assistant.answer("What is MiniCache?").text
+    assert not overview.startswith("However") and "called MiniCache" in overview.split(" [1]")[0]
+
+
 def test_how_much_leads_with_the_figure_the_question_asks_about(assistant: Assistant) -> None:
     answer = assistant.answer("How much does ShadowKV improve throughput?")
     figure, _, quote = answer.text.partition(":")

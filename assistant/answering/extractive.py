@@ -45,6 +45,10 @@ _INTRO = re.compile(r"\b(we|this paper|this work|this thesis)\s+(present|propose
 #: "we introduce ShadowKV, a high-throughput … system that …" → name, then the defining clause.
 _DEFINES = re.compile(r"\b(?:we|this paper|this work)\s+(?:present|propose|introduce|develop|design|build)s?\s+"
                       r"(?P<name>[^,;:]{1,60}?),\s+(?P<clause>(?:a|an|the)\s+[^;]+?)\s*[.!]?$", re.I)
+#: "What problem does X solve?", "why X?": asks for the problem a paper takes on.
+_ASKS_PROBLEM = re.compile(r"\b(?:problems?|challenges?|motivat\w*|why)\b", re.I)
+#: A sentence that states a problem ("… posing challenges for …", "… fail to …").
+_PROBLEM = re.compile(r"\b(?:challeng\w*|problems?|bottlenecks?|limit\w*|fail\w*|suffer\w*|struggl\w*)\b", re.I)
 _UNIT = re.compile(r"[%×xX]|times|fold")
 _FIGURE = re.compile(r"(?<![\w.-])(?:up to |over |about |nearly |more than )?\d+(?:[.,]\d+)*\s?(?:%|×|x|X|times|"
                      r"-fold|fold)(?![A-Za-z])|(?<![\w.-])\d+(?:[.,]\d+)+(?![\w.])")
@@ -107,7 +111,7 @@ class ExtractiveAnswerer:
         if kind == "numeric":
             return _render_numeric(question, best)
         if is_bare_subject(question) and names_system_of(question, best.source.title):
-            return _render_overview(best.source) or _render_single(best, candidates)
+            return _render_overview(question, best.source) or _render_single(best, candidates)
         return _render_single(best, candidates)
 
 
@@ -178,9 +182,10 @@ def _render_single(best: Candidate, candidates: list[Candidate]) -> str:
     return f'{lead}\n\n"{source.title}" [{n}]: {quotes}' if quotes else lead
 
 
-def _render_overview(source: Source) -> str | None:
+def _render_overview(question: str, source: Source) -> str | None:
     """What a paper is, for a question that only names it: its definition (or the sentence that
-    introduces it), the sentence after it when it says more, and its first result with a figure."""
+    introduces it), the sentence after it when it says more, and its first result with a figure;
+    led by the problem it states when the question asks for that."""
     sentences = [s for s in split_sentences(source.text) if len(s.split()) >= MIN_SENTENCE_WORDS]
     n = source.n
     defined = defining_clause(source)
@@ -188,6 +193,10 @@ def _render_overview(source: Source) -> str | None:
     if intro is None or intro not in sentences:
         return None
     lead = f"{defined[0].strip('*_ ')} is {defined[1].rstrip('.')} [{n}]." if defined else _with_marker(intro, n)
+    if _ASKS_PROBLEM.search(question):  # "what problem does X solve": the problem it states, then X
+        before = sentences[:sentences.index(intro)]
+        problem = next((s for s in reversed(before) if BACKGROUND.match(s) or _PROBLEM.search(s)), None)
+        lead = f"{_with_marker(problem, n)} {lead}" if problem and not _REFERENCE.search(problem) else lead
     after = sentences[sentences.index(intro) + 1:]
     more = [s for s in after[:1] if not BACKGROUND.match(s) and not has_figure(s) and not _REFERENCE.search(s)]
     result = next((s for s in after if has_figure(s) and not _REFERENCE.search(s)), None)
