@@ -164,9 +164,8 @@ def _render_single(best: Candidate, candidates: list[Candidate]) -> str:
     lead, used = None, []
     defined = defining_clause(source)
     if defined:
-        name, clause = defined
-        lead = f"{name.strip('*_ ')} is {clause.rstrip('.')} [{n}]."
-        used.append(clause)
+        lead = _definition(defined, n)
+        used.append(defined[1])
     else:
         intro = intro_sentence(source)
         if intro:
@@ -182,6 +181,12 @@ def _render_single(best: Candidate, candidates: list[Candidate]) -> str:
     return f'{lead}\n\n"{source.title}" [{n}]: {quotes}' if quotes else lead
 
 
+def _definition(defined: tuple[str, str], n: int) -> str:
+    """The paper's definition as our lead sentence: "NAME is <its defining clause> [n]."."""
+    name, clause = defined
+    return f"{name.strip('*_ ')} is {clause.rstrip('.')} [{n}]."
+
+
 def _render_overview(question: str, source: Source) -> str | None:
     """What a paper is, for a question that only names it: its definition (or the sentence that
     introduces it), the sentence after it when it says more, and its first result with a figure;
@@ -192,7 +197,7 @@ def _render_overview(question: str, source: Source) -> str | None:
     intro = next((s for s in sentences if defined and defined[1] in s), None) or intro_sentence(source)
     if intro is None or intro not in sentences:
         return None
-    lead = f"{defined[0].strip('*_ ')} is {defined[1].rstrip('.')} [{n}]." if defined else _with_marker(intro, n)
+    lead = _definition(defined, n) if defined else _with_marker(intro, n)
     if _ASKS_PROBLEM.search(question):  # "what problem does X solve": the problem it states, then X
         before = sentences[:sentences.index(intro)]
         problem = next((s for s in reversed(before) if BACKGROUND.match(s) or _PROBLEM.search(s)), None)

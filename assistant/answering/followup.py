@@ -27,7 +27,8 @@ from ..text import system_name, terms
 SHORT_QUESTION_WORDS = 4
 #: Words that ask nothing by themselves ("what about …", "how about …", "me").
 _FILLER = frozenset(terms("about what how me us please"))
-_OPENERS = re.compile(r"^(?:and|also|so|then|but|what about|how about|and what about)\b", re.I)
+_CONNECTIVES = r"and|also|so|then|but|what about|how about|and what about"
+_OPENERS = re.compile(rf"^(?:{_CONNECTIVES})\b", re.I)
 _NOUNS = r"(?:paper|papers|work|works|method|methods|model|models|approach|approaches|system|systems|" \
          r"technique|techniques|one|ones|study|studies)"
 _REFERRING = re.compile(
@@ -46,7 +47,8 @@ _SINGULAR = re.compile(r"\b(?:(?:this|that|the same|the)\s+(?:paper|work|method|
                        r"technique|one|study)|it's|its|it)\b", re.I)
 _MORE = re.compile(r"\b(?:tell me|more|describe|explain|elaborate|details?|summar(?:y|ize|ise))\b|"
                    r"\bhow (?:does|do)\b[^?]*\bwork", re.I)
-_LEADING = re.compile(r"^(?:and|also|so|then|but|ok(?:ay)?|what about|how about|and what about)\b[\s,]*", re.I)
+#: The connective a follow-up opens with, and its comma, taken off to see what is left.
+_LEADING = re.compile(rf"^(?:{_CONNECTIVES}|ok(?:ay)?)\b[\s,]*", re.I)
 
 
 def is_follow_up(question: str) -> bool:
