@@ -90,8 +90,22 @@ def test_a_reference_bracket_of_the_page_is_not_quoted_as_a_citation(assistant: 
     assert set(map(int, re.findall(r"\[(\d+)\]", raw))) <= {s.n for s in answer.answer.sources}
 
 
+def test_which_paper_answers_say_the_name_the_paper_coins(assistant: Assistant) -> None:
+    """A title without a system name ("Symbolic Discovery of Optimization Algorithms"): the answer
+    names what the abstract calls it (Lion), and a descriptor ("MuZero-style") still finds a name
+    that appears only inside a longer one (mallocMuZero)."""
+    lion = assistant.answer("Which paper discovered an optimizer by searching over programs?")
+    assert lion.citations[0].title == "Symbolic Discovery of Optimization Algorithms"
+    assert "Lion (EvoLved Sign Momentum)" in lion.text.splitlines()[0]
+    malloc = assistant.answer("which paper uses a MuZero-style agent to map tensors to memory")
+    assert not malloc.refused
+    assert malloc.citations[0].title == "Optimizing Memory Mapping Using Deep Reinforcement Learning"
+    _quoted_spans_are_verbatim(lion)
+
+
 def test_named_things_and_system_names() -> None:
     assert named_things("what does lserve-3 do") == ["lserve-3"]
+    assert named_things("a MuZero-style agent on Llama-2-based models") == ["muzero", "llama-2"]
     assert "shadowkv" in named_things("How does ShadowKV cut KV-cache memory?")
     assert named_things("What is a good sourdough recipe?") == []
     assert names_system_of("what is transmla", TRANSMLA)

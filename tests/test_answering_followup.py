@@ -25,6 +25,13 @@ def test_a_first_or_self_contained_question_is_asked_as_typed_over_the_collectio
     assert plan(question, [LIST_TURN]) == FollowUp(question)
 
 
+@pytest.mark.parametrize("question", ["mllm-NPU prefill speed", "what is TransMLA?", "lserve"])
+def test_a_short_question_naming_its_own_subject_is_not_a_follow_up(question: str) -> None:
+    assert not is_follow_up(question)
+    assert plan(question, [ONE_PAPER]) == FollowUp(question)
+    assert is_follow_up("and the speedup?") and is_follow_up("why?")
+
+
 def test_which_of_them_asks_the_new_aspect_of_all_the_previous_papers() -> None:
     follow = plan("and which of them works without retraining?", [LIST_TURN])
     assert follow.question == "and which of them works without retraining?"

@@ -121,10 +121,14 @@ _VERSIONED = re.compile(r"\d|\+")
 
 def _mentions(text: str, name: str) -> bool:
     """Whether `text` mentions `name`: as a whole word (case-folded) when the name carries a
-    version (digits, '+'), else by its stemmed terms ("CNNs" ~ "CNN", "KV-cache" ~ "KV cache")."""
+    version (digits, '+'), else by its stemmed terms ("CNNs" ~ "CNN", "KV-cache" ~ "KV cache") or,
+    for a name of 4+ letters, inside a longer name ("MuZero" in "mallocMuZero")."""
     if _VERSIONED.search(name):
         return re.search(rf"(?<![\w+-]){re.escape(name)}(?![\w+]|-\w)", text.casefold()) is not None
     wanted = set(terms(name))
+    if len(name) >= 4 and name.isalpha() and re.search(rf"[a-z]{re.escape(name)}|{re.escape(name)}[a-z]",
+                                                         text.casefold()):
+        return True
     return bool(wanted) and wanted <= set(terms(text))
 
 

@@ -45,6 +45,12 @@ _INTRO = re.compile(r"\b(we|this paper|this work|this thesis)\s+(present|propose
 #: "we introduce ShadowKV, a high-throughput … system that …" → name, then the defining clause.
 _DEFINES = re.compile(r"\b(?:we|this paper|this work)\s+(?:present|propose|introduce|develop|design|build)s?\s+"
                       r"(?P<name>[^,;:]{1,60}?),\s+(?P<clause>(?:a|an|the)\s+[^;]+?)\s*[.!]?$", re.I)
+#: An acronym a title spells out: "Inference-Time Decomposition of Activations (ITDA)".
+_TITLE_ACRONYM = re.compile(r"\(([A-Z][A-Za-z0-9-]*[A-Z0-9][A-Za-z0-9-]*)\)")
+#: A name an abstract coins: "called X", "dubbed X", or "X (Expanded Name)" with a name-shaped X.
+_COINED = re.compile(r"\b(?:called|dubbed|named|termed|coined)\s+(?P<name>[A-Za-z]\w*[A-Z0-9][\w-]*)|"
+                     r"(?:(?P<name2>[A-Z][a-z]*[A-Z][\w-]*)|,\s+(?P<name3>[A-Z][a-z]{2,}))"
+                     r"\s+\((?:[A-Z][\w-]*\s+){1,5}[A-Z][\w-]*\)")
 #: "What problem does X solve?", "why X?": asks for the problem a paper takes on.
 _ASKS_PROBLEM = re.compile(r"\b(?:problems?|challenges?|motivat\w*|why)\b", re.I)
 #: A sentence that states a problem ("… posing challenges for …", "… fail to …").
@@ -147,14 +153,34 @@ def defining_clause(source: Source) -> tuple[str, str] | None:
     return None
 
 
+def paper_name(source: Source) -> str | None:
+    """The short name of what a paper contributes: the title's ("ShadowKV: …", "… Activations
+    (ITDA)"), else the one its abstract coins ("called X", "we introduce X, a …", "Lion (EvoLved
+    Sign Momentum)"), so an answer to "which paper …?" can say it."""
+    in_title = system_name(source.title) or next(iter(_TITLE_ACRONYM.findall(source.title)), None)
+    if in_title:
+        return in_title
+    for sentence in split_sentences(source.text):
+        defined = _DEFINES.search(sentence)
+        if defined and len(defined.group("name").split()) <= 2:
+            return defined.group("name").strip()
+        coined = _COINED.search(sentence)
+        if coined:
+            return coined.group("name") or coined.group("name2") or coined.group("name3")
+    return None
+
+
 def intro_sentence(source: Source) -> str | None:
     """The sentence where a paper introduces its contribution ("We present X ..."), preferring
-    one that uses the paper's short name; never one with the page's own reference brackets."""
-    intros = [s for s in split_sentences(source.text)
-              if _INTRO.search(s) and len(s.split()) >= MIN_SENTENCE_WORDS and not _REFERENCE.search(s)]
-    name = system_name(source.title)
-    named = [s for s in intros if name and name.casefold() in s.casefold()]
-    found = named or intros
+    one that uses the paper's short name (else the first that does, when no intro does: "… an
+    optimization algorithm, Lion (…)"); never one with the page's own reference brackets."""
+    sentences = [s for s in split_sentences(source.text)
+                 if len(s.split()) >= MIN_SENTENCE_WORDS and not _REFERENCE.search(s)]
+    intros = [s for s in sentences if _INTRO.search(s)]
+    name = paper_name(source)
+    named = [s for s in sentences if name and name.casefold() in s.casefold()]
+    found = [s for s in intros if s in named] or (named if name and name != system_name(source.title) else []) \
+        or intros
     return found[0] if found else None
 
 

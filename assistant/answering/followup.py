@@ -10,9 +10,9 @@ the previous answer cited papers, the set of papers to answer from:
   question ("<topic> <follow-up>"), as retrieval then has both to go on.
 
 A question is a follow-up when there is an earlier turn and the question is short (at most
-`SHORT_QUESTION_WORDS` words), opens with a connective ("and", "what about", …) or refers back
-("it", "its", "they", "which of them", "this paper", "the second one", …). Any other question is
-asked as typed, over the whole collection.
+`SHORT_QUESTION_WORDS` words) without naming anything of its own, opens with a connective ("and",
+"what about", …) or refers back ("it", "its", "they", "which of them", "this paper", "the second
+one", …). Any other question is asked as typed, over the whole collection.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..models import Answer, Citation
-from ..text import system_name, terms
+from ..text import named_things, system_name, terms
 
 SHORT_QUESTION_WORDS = 4
 #: Words that ask nothing by themselves ("what about …", "how about …", "me").
@@ -52,9 +52,11 @@ _LEADING = re.compile(rf"^(?:{_CONNECTIVES}|ok(?:ay)?)\b[\s,]*", re.I)
 
 
 def is_follow_up(question: str) -> bool:
-    """Whether a question leans on the one before it (short, opens with a connective or refers back)."""
+    """Whether a question leans on the one before it: it opens with a connective, refers back, or
+    is short without naming anything of its own ("why?", "and the speedup" are follow-ups; "mllm-NPU
+    prefill speed" is a question of its own)."""
     text = question.strip()
-    return (len(text.split()) <= SHORT_QUESTION_WORDS or bool(_OPENERS.match(text))
+    return ((len(text.split()) <= SHORT_QUESTION_WORDS and not named_things(text)) or bool(_OPENERS.match(text))
             or bool(_REFERRING.search(text)) or bool(_ORDINAL.search(text)))
 
 
