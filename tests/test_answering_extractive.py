@@ -85,9 +85,25 @@ def test_unknown_names_and_off_topic_are_refused_with_low_confidence(assistant: 
 
 
 def test_a_reference_bracket_of_the_page_is_not_quoted_as_a_citation(assistant: Assistant) -> None:
+    """The page's "[29]" would read as our citation: the sentence is quoted up to it. The query
+    names a measure, so the figure next to it leads."""
     answer = assistant.stream("mnasnet latency on pixel phone")
     raw = "".join(answer)
     assert set(map(int, re.findall(r"\[(\d+)\]", raw))) <= {s.n for s in answer.answer.sources}
+    assert raw.startswith("78ms [1]: On the ImageNet classification task, our MnasNet achieves 75.2% top-1 accuracy")
+    assert "1.8x faster than MobileNetV2 [1]." in raw
+    _quoted_spans_are_verbatim(answer.answer)
+
+
+@pytest.mark.parametrize(("question", "figures"), [
+    ("What compression ratio does QMoE reach?", ["20x"]),
+    ("flashdecoding++ speedup", ["4.86x", "1.37x"]),  # two sentences with a figure: both quoted
+])
+def test_a_question_for_a_figure_gets_the_figures(assistant: Assistant, question: str, figures: list[str]) -> None:
+    answer = assistant.answer(question)
+    assert not answer.refused and all(f in answer.text for f in figures), answer.text
+    assert re.match(r"^\S+ \[1\]: ", answer.text)
+    _quoted_spans_are_verbatim(answer)
 
 
 def test_which_paper_answers_say_the_name_the_paper_coins(assistant: Assistant) -> None:

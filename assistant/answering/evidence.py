@@ -44,10 +44,16 @@ _CACHE_SIZE = 256
 
 _NUMERIC = re.compile(
     r"\bhow (many|much|fast|large|long|big|far|often|small)\b|\bby how\b|\bhow many times\b|"
-    r"\bwhat (percentage|fraction|share|proportion|speed-?up|ratio|number|factor|learning rate|batch size|size)\b|"
+    r"\bwhat (percentage|fraction|share|proportion|speed-?up|ratio|number|factor|learning rate|batch size|size|"
+    r"reduction|compression(?: ratio)?|improvement|gains?|savings|throughput|latency)\b|"
     r"\bwhat (average )?(score|accuracy)\b|\bup to how\b|\bby what factor\b|\b(its|the|their|[\w-]+'s) speed-?ups?\b",
     re.I,
 )
+#: Measures a keyword query may ask for by name alone.
+_MEASURE = re.compile(r"\b(?:latency|latencies|speed-?ups?|throughput|accuracy|perplexity|bleu|f1|compression ratio|"
+                      r"memory (?:savings|reduction|footprint|usage))\b", re.I)
+_QUESTION_WORD = re.compile(r"(?:what|which|who|how|why|where|when|does|do|is|are|can|tell|explain|describe|"
+                            r"papers?|any)\b", re.I)
 #: "how many <measure>" / "which <attribute>": the words the evidence must contain.
 _ASKED = re.compile(r"\b(?:how many|which|what)\s+((?:[a-z-]+\s+){0,2}?[a-z-]+?)\s+"
                     r"(?:does|do|did|is|are|was|were|has|have|had|can|could|of|in|for|to|on|by|with|were|will)\b",
@@ -84,8 +90,12 @@ def asks_for_papers(question: str) -> bool:
 
 
 def wants_figure(question: str) -> bool:
-    """Whether the question asks for a figure ("how many", "by how much", "what speedup")."""
-    return bool(_NUMERIC.search(question))
+    """Whether the question asks for a figure ("how many", "by how much", "what speedup"), or is a
+    search-box query for a measure ("mnasnet latency on pixel phone", "shadowkv throughput")."""
+    if _NUMERIC.search(question):
+        return True
+    words = question.split()
+    return len(words) <= 8 and not _QUESTION_WORD.match(question.strip()) and bool(_MEASURE.search(question))
 
 
 def asked_terms(question: str) -> set[str]:

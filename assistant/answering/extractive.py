@@ -56,8 +56,11 @@ _ASKS_PROBLEM = re.compile(r"\b(?:problems?|challenges?|motivat\w*|why)\b", re.I
 #: A sentence that states a problem ("… posing challenges for …", "… fail to …").
 _PROBLEM = re.compile(r"\b(?:challeng\w*|problems?|bottlenecks?|limit\w*|fail\w*|suffer\w*|struggl\w*)\b", re.I)
 _UNIT = re.compile(r"[%×xX]|times|fold")
+#: A measurement's unit: "78ms", "3.1 GB", "9 hours".
+_MEASUREMENT = r"ms|s|GB|MB|KB|TB|GiB|MiB|hours?|minutes?|days?"
+_QUALIFIER = re.compile(r"^(?:up to|over|about|nearly|more than)\s")
 _FIGURE = re.compile(r"(?<![\w.-])(?:up to |over |about |nearly |more than )?\d+(?:[.,]\d+)*\s?(?:%|×|x|X|times|"
-                     r"-fold|fold)(?![A-Za-z])|(?<![\w.-])\d+(?:[.,]\d+)+(?![\w.])")
+                     rf"-fold|fold|{_MEASUREMENT})(?![A-Za-z])|(?<![\w.-])\d+(?:[.,]\d+)+(?![\w.])")
 
 
 def question_kind(question: str) -> str:
@@ -99,9 +102,10 @@ class ExtractiveAnswerer:
         if not evidence.answerable or not evidence.candidates:
             return REFUSAL
         kind = question_kind(question)
-        # Sentences that carry the page's own reference brackets ("MobileNetV2 [29]") would read as
-        # citations of ours; a question naming the top paper's system is answered from that paper.
-        candidates = [c for c in evidence.candidates if not _REFERENCE.search(c.text)] or evidence.candidates
+        # The page's own reference brackets ("MobileNetV2 [29]") would read as citations of ours: a
+        # sentence is quoted up to its first one; a question naming the top paper's system is
+        # answered from that paper.
+        candidates = [c for c in map(_before_reference, evidence.candidates) if c] or evidence.candidates
         if kind != "list" and names_system_of(question, sources[0].title):
             candidates = [c for c in candidates if c.source.n == sources[0].n] or candidates
         asked = asked_terms(question)
@@ -115,7 +119,7 @@ class ExtractiveAnswerer:
             return _render_list(question, chosen)
         best = candidates[0]
         if kind == "numeric":
-            return _render_numeric(question, best)
+            return _render_numeric(question, best, candidates)
         if is_bare_subject(question) and names_system_of(question, best.source.title):
             return _render_overview(question, best.source) or _render_single(best, candidates)
         return _render_single(best, candidates)
@@ -235,11 +239,14 @@ def _render_overview(question: str, source: Source) -> str | None:
     return " ".join([lead, *(_with_marker(s, n) for s in quotes)])
 
 
-def _render_numeric(question: str, best: Candidate) -> str:
-    """The figure up front, then the sentence that states it."""
+def _render_numeric(question: str, best: Candidate, candidates: list[Candidate]) -> str:
+    """The figure up front, then the sentence that states it, and the paper's next sentence with a
+    figure when it scores close (papers often give two: "up to 4.86× on NVIDIA, 2.18× on AMD")."""
     n = best.source.n
     figure = _main_figure(best.text, question)
-    quote = _with_marker(best.text, n)
+    more = next((c.text for c in candidates if c.source.n == n and c.text != best.text and has_figure(c.text)
+                 and c.score >= SECOND_RELATIVE * best.score and not _redundant(c.text, best.text)), None)
+    quote = " ".join(_with_marker(s, n) for s in (best.text, more) if s)
     return f"{figure} [{n}]: {quote}" if figure else f'"{best.source.title}" [{n}]: {quote}'
 
 
@@ -262,10 +269,10 @@ def _measured(sentence: str) -> bool:
 
 
 def _main_figure(sentence: str, question: str) -> str | None:
-    """The figure the question asks about: of the figures with a unit (×, %, times) — else any
+    """The figure the question asks about: of the figures with a unit (×, %, times, ms, GB) — else any
     decimal — the one closest to a word of the question ("throughput … by up to 3.04×")."""
     found = [m for m in _FIGURE.finditer(sentence) if numbers(m.group())]
-    with_unit = [m for m in found if _UNIT.search(m.group())]
+    with_unit = [m for m in found if re.search(r"[^\d.,\s]", _QUALIFIER.sub("", m.group()))]
     figures = with_unit or found
     if not figures:
         return None
@@ -276,6 +283,18 @@ def _main_figure(sentence: str, question: str) -> str | None:
         return min((abs(m.start() - p) for p in positions), default=0)
 
     return min(figures, key=distance).group().strip()
+
+
+def _before_reference(cand: Candidate) -> Candidate | None:
+    """The candidate quoted up to the page's first reference bracket (still a verbatim span), or
+    None when too little is left."""
+    bracket = _REFERENCE.search(cand.text)
+    if bracket is None:
+        return cand
+    head = cand.text[:bracket.start()].rstrip(" ,;:(")
+    if len(head.split()) < MIN_SENTENCE_WORDS:
+        return None
+    return Candidate(cand.source, cand.rank, head, cand.score, cand.cosine, cand.coverage)
 
 
 def _redundant(a: str, b: str) -> bool:
