@@ -2,7 +2,7 @@
 """Check eval set files against the corpus; exit 1 listing every problem.
 
 Usage: python evals/check_set.py [--corpus PATH ...] [FILE ...]
-Files default to dev.jsonl and test.jsonl beside this script; the corpus is the bundled one plus
+Files default to train.jsonl, dev.jsonl and test.jsonl beside this script; the corpus is the bundled one plus
 any --corpus files or folders (the same reader as `assistant index`). Checks: see
 `assistant.evals.dataset.check_eval_set`.
 """
@@ -22,7 +22,8 @@ HERE = Path(__file__).resolve().parent
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="*", type=Path, default=[HERE / "dev.jsonl", HERE / "test.jsonl"])
+    defaults = [HERE / name for name in ("train.jsonl", "dev.jsonl", "test.jsonl")]
+    parser.add_argument("files", nargs="*", type=Path, default=defaults)
     parser.add_argument("--corpus", nargs="*", default=[], help="extra corpus files or folders")
     args = parser.parse_args(argv)
     papers = load_corpus(args.corpus).papers

@@ -78,8 +78,15 @@ def test_missing_or_empty_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_project_sets_are_valid_against_the_bundled_corpus() -> None:
-    sets = [ROOT / "evals" / "dev.jsonl", ROOT / "evals" / "test.jsonl"]
+    sets = [ROOT / "evals" / name for name in ("train.jsonl", "dev.jsonl", "test.jsonl")]
     assert check_eval_set(sets, load_corpus().papers) == []
+
+
+def test_hand_written_splits_share_no_gold_paper() -> None:
+    """Fitting on train.jsonl must not see a paper that dev or test asks about."""
+    gold = {name: {t for q in load_eval_set(ROOT / "evals" / f"{name}.jsonl") for t in q.gold_titles}
+            for name in ("train", "dev", "test")}
+    assert gold["train"] and not gold["train"] & (gold["dev"] | gold["test"])
 
 
 def test_check_set_script_exit_status(tmp_path: Path) -> None:
