@@ -92,8 +92,8 @@ def _token(word: str) -> str:
     return _EDGE.sub("", word).casefold()
 
 
-#: Quantities that look like names: "1B-parameter", "2k-32k-word", "1.6-trillion-parameter", "4-bit".
-_NOT_A_NAME = re.compile(r"\d[\d.,]*[a-zA-Z]{0,2}(?:-\d[\d.,]*[a-zA-Z]{0,2})*-[a-z-]+")
+#: Quantities that look like names: "1B-parameter", "2k-32k-word", "1.6-trillion-parameter", "4-bit", "2D", "7B".
+_NOT_A_NAME = re.compile(r"\d[\d.,]*[a-zA-Z]{0,2}(?:-\d[\d.,]*[a-zA-Z]{0,2})*-[a-z-]+|\d[\d.,]*[a-zA-Z]{1,2}")
 #: A descriptor glued to a name: "a MuZero-style agent", "Llama-2-based models" name MuZero, Llama-2.
 _DESCRIPTOR = re.compile(r"-(?:style|like|based|inspired|type|sized|scale|level|specific|driven|powered|centric)$",
                          re.I)
@@ -106,7 +106,7 @@ def named_things(question: str) -> list[str]:
     names = []
     cased = question != question.lower()
     for i, word in enumerate(question.split()):
-        bare = _DESCRIPTOR.sub("", _EDGE.sub("", word))
+        bare = _DESCRIPTOR.sub("", re.sub(r"['’]s$", "", _EDGE.sub("", word)))
         if re.fullmatch(r"[A-Z]{2,}s", bare):  # "CNNs", "LLMs": the acronym is the name
             bare = bare[:-1]
         if len(bare) < 2 or bare.casefold() in STOPWORDS or _NOT_A_NAME.fullmatch(bare):

@@ -1,12 +1,14 @@
 """Fit the answerer's confidence model: `python evals/fit_confidence.py` (after `assistant index`).
 
 1. Features (`assistant/answering/evidence.py` FEATURES) and labels for every question of the
-   generated train split (`evals/generated/train.jsonl`): label 1 when the evidence answers the
-   question (`assistant.evals.metrics.evidence_answers`: answerable, its top retrieved paper is a
-   gold one, the gold passages state the keywords).
-2. An L2-regularised logistic regression over standardised features (numpy, Newton steps).
-3. The refusal threshold chosen on dev (generated + hand-written dev): the highest threshold that
-   refuses at most TARGET_FALSE_REFUSAL of the answerable dev questions.
+   train splits, generated (`evals/generated/train.jsonl`) and hand-written (`evals/train.jsonl`):
+   label 1 when the evidence answers the question (`assistant.evals.metrics.evidence_answers`:
+   answerable, its top retrieved paper is a gold one, the gold passages state the keywords).
+2. An L2-regularised logistic regression over standardised features (numpy, Newton steps), each
+   train file weighted to count as much as the other: fit on templates alone, the model was
+   under-confident on questions people write.
+3. The refusal threshold chosen on dev: the highest threshold that refuses at most
+   TARGET_FALSE_REFUSAL of the answerable questions of each dev file (generated and hand-written).
 Test is never read. Writes `assistant/answering/confidence_model.json` with the features'
 definitions, the weights and what was measured on train and dev.
 """
@@ -29,7 +31,7 @@ from assistant.answering.evidence import FEATURES, MODEL_FILE, ConfidenceModel, 
 from assistant.evals.dataset import EvalQuestion, load_eval_set  # noqa: E402
 from assistant.evals.metrics import evidence_answers  # noqa: E402
 
-TRAIN = [HERE / "generated" / "train.jsonl"]
+TRAIN = [HERE / "generated" / "train.jsonl", HERE / "train.jsonl"]
 DEV = [HERE / "generated" / "dev.jsonl", HERE / "dev.jsonl"]
 TARGET_FALSE_REFUSAL = 0.02
 L2 = 1.0
@@ -49,16 +51,18 @@ def observe(assistant: Assistant, assessor: EvidenceAssessor,
     return np.array(rows), np.array(labels), np.array(answerable)
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = L2) -> tuple[np.ndarray, float]:
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = L2,
+                 sample_weight: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Weights and bias of an L2-regularised logistic regression (bias not penalised)."""
     design = np.hstack([x, np.ones((len(x), 1))])
+    s = np.ones(len(x)) if sample_weight is None else sample_weight
     w = np.zeros(design.shape[1])
     penalty = np.full(design.shape[1], l2)
     penalty[-1] = 0.0
     for _ in range(50):
         p = 1.0 / (1.0 + np.exp(-np.clip(design @ w, -30, 30)))
-        gradient = design.T @ (p - y) + penalty * w
-        hessian = design.T @ (design * (p * (1 - p))[:, None]) + np.diag(penalty + 1e-9)
+        gradient = design.T @ (s * (p - y)) + penalty * w
+        hessian = design.T @ (design * (s * p * (1 - p))[:, None]) + np.diag(penalty + 1e-9)
         step = np.linalg.solve(hessian, gradient)
         w -= step
         if np.abs(step).max() < 1e-8:
@@ -73,6 +77,14 @@ def choose_threshold(p: np.ndarray, answerable: np.ndarray, target: float = TARG
     return float(scores[allowed]) if allowed < len(scores) else 0.5
 
 
+def balanced_weights(groups: np.ndarray) -> np.ndarray:
+    """Sample weights under which every training file counts as much as any other: the generated
+    questions outnumber the hand-written ones and come from a few templates."""
+    names, counts = np.unique(groups, return_counts=True)
+    per_group = dict(zip(names, len(groups) / (len(names) * counts)))
+    return np.array([per_group[g] for g in groups])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index-dir", default=None)
@@ -82,16 +94,19 @@ def main(argv: list[str] | None = None) -> int:
     assessor = EvidenceAssessor(assistant.encoder.encode, assistant.index.keyword,
                                 ConfidenceModel(0, list(FEATURES), [0.0] * len(FEATURES), [1.0] * len(FEATURES),
                                                 [0.0] * len(FEATURES), 0.0, 0.5))
-    train = [q for path in TRAIN for q in load_eval_set(path)]
-    dev = [q for path in DEV for q in load_eval_set(path)]
-    x, y, _ = observe(assistant, assessor, train)
+    train = [(str(path.relative_to(HERE)), q) for path in TRAIN for q in load_eval_set(path)]
+    dev = [(str(path.relative_to(HERE)), q) for path in DEV for q in load_eval_set(path)]
+    x, y, _ = observe(assistant, assessor, [q for _, q in train])
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
-    weights, bias = fit_logistic((x - mean) / scale, y)
+    weights, bias = fit_logistic((x - mean) / scale, y,
+                                 sample_weight=balanced_weights(np.array([str(p) for p, _ in train])))
     model = ConfidenceModel(VERSION, list(FEATURES), mean.tolist(), scale.tolist(), weights.tolist(), bias, 0.5)
-    xd, yd, answerable = observe(assistant, assessor, dev)
+    xd, yd, answerable = observe(assistant, assessor, [q for _, q in dev])
     p_dev = np.array([model.probability(dict(zip(FEATURES, row))) for row in xd])
-    model.threshold = choose_threshold(p_dev, answerable)
+    # Every dev file must keep its false refusals under the target, not just their union.
+    sets = np.array([str(p) for p, _ in dev])
+    model.threshold = min(choose_threshold(p_dev[sets == name], answerable[sets == name]) for name in set(sets))
     refused = p_dev < model.threshold
     report = {
         "train_questions": len(train), "train_positive": int(y.sum()),
@@ -101,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     payload = {
         "about": "Confidence model of the extractive answerer; fit by evals/fit_confidence.py on "
-                 "evals/generated/train.jsonl, threshold chosen on dev. Do not edit by hand.",
+                 "evals/generated/train.jsonl and evals/train.jsonl, threshold chosen on dev. "
+                 "Do not edit by hand.",
         "version": VERSION, "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "features": [{"name": n, "definition": d} for n, d in FEATURES.items()],
         "mean": [round(v, 6) for v in mean], "scale": [round(v, 6) for v in scale],

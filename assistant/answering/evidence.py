@@ -5,7 +5,7 @@ Whether to answer is a decision over evidence, not a hand-set threshold on one s
 question that names a system ("What is TransMLA?") has a low dense cosine although the paper is
 right there, while a question about a system that is NOT in the collection ("what does lserve-3
 do") can score high. The features below describe the evidence; a logistic model fit on the
-generated train questions (`evals/fit_confidence.py`, stored in `confidence_model.json`) turns them
+train questions, generated and hand-written (`evals/fit_confidence.py`, stored in `confidence_model.json`) turns them
 into `confidence`: the estimated probability that the collection answers the question with the
 evidence found (its top paper is a right one and states what was asked). The extractive answerer
 refuses below the model's threshold, which was chosen on dev for a target false-refusal rate.

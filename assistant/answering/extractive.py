@@ -2,7 +2,7 @@
 followed by the `[n]` of its paper, or refuses when the evidence does not answer the question.
 
 Whether to answer is the calibrated decision of `evidence.EvidenceAssessor` (a model over
-evidence features, fit on generated train questions). How to answer depends on what was asked:
+evidence features, fit on train questions). How to answer depends on what was asked:
 - "what is X / what does X do": first the paper's defining clause ("X is a …", from "we
   introduce X, a …"), then the best one or two supporting sentences;
 - "how much / how many": the figure first, then the sentence that states it;
