@@ -49,6 +49,14 @@ def test_what_is_x_leads_with_the_papers_own_definition(assistant: Assistant) ->
     _quoted_spans_are_verbatim(answer)
 
 
+def test_an_overview_leads_with_the_sentence_that_introduces_the_system(assistant: Assistant) -> None:
+    """"we proposed EnergonAI …" (past tense) is the introduction, not "we propose three techniques"."""
+    answer = assistant.answer("what is energonai")
+    assert answer.text.startswith("In this paper, we proposed EnergonAI to solve the challenges")
+    assert answer.text.count("non-blocking pipeline parallelism") <= 1
+    _quoted_spans_are_verbatim(answer)
+
+
 def test_what_problem_leads_with_the_problem_the_paper_states(assistant: Assistant) -> None:
     answer = assistant.answer("what problem does minicache solve")
     assert answer.text.startswith("However, the size of the KV cache grows linearly with sequence length, posing "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from assistant import Assistant
-from assistant.search.fusion import reciprocal_rank_fusion
+from assistant.search.fusion import ChunkHit, PaperHit, reciprocal_rank_fusion
 
 PARAPHRASED = [
     ("keep the key cache in low rank on the GPU and push the values to CPU memory to serve long inputs faster",
@@ -51,3 +51,15 @@ def test_reciprocal_rank_fusion_rewards_agreement() -> None:
 def test_weighted_fusion_prefers_the_heavier_ranking() -> None:
     fused = reciprocal_rank_fusion([["a", "b"], ["b", "a"]], k=60, weights=[1.0, 1.5])
     assert fused["b"] > fused["a"]
+
+
+def test_a_passage_keeps_each_sentence_once_when_chunks_overlap_inside_a_sentence() -> None:
+    """The splitter's overlap can start a chunk mid-sentence; the fragment must not be glued to the
+    sentence before it ("… pooling. non-blocking pipeline …") nor repeated."""
+    first = ChunkHit("p-0", "We built it. Upon the architecture, we propose three techniques, i.e. non-blocking "
+                     "pipeline parallelism and peer memory pooling.", 0, dense=0.5)
+    second = ChunkHit("p-1", "non-blocking pipeline parallelism and peer memory pooling. It runs faster.", 1,
+                      dense=0.6)
+    hit = PaperHit("p", "EnergonAI: An Inference System", 1.0, 0.6, 0.0, [first, second])
+    assert hit.passage == ("We built it. Upon the architecture, we propose three techniques, i.e. non-blocking "
+                           "pipeline parallelism and peer memory pooling. It runs faster.")

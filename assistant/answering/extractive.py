@@ -41,7 +41,7 @@ KEY_POINT_RELATIVE = 0.8
 
 _REFERENCE = re.compile(r"\[\d+(?:\s*[,;–-]\s*\d+)*\]")
 _INTRO = re.compile(r"\b(we|this paper|this work|this thesis)\s+(present|propose|introduce|develop|design|"
-                    r"build|release|describe|discover)s?\b|\bwe call\b|\bcalled\b|\bnamed\b", re.I)
+                    r"build|release|describe|discover)(?:s|d|ed)?\b|\bwe call\b|\bcalled\b|\bnamed\b", re.I)
 #: "we introduce ShadowKV, a high-throughput … system that …" → name, then the defining clause.
 _DEFINES = re.compile(r"\b(?:we|this paper|this work)\s+(?:present|propose|introduce|develop|design|build)s?\s+"
                       r"(?P<name>[^,;:]{1,60}?),\s+(?P<clause>(?:a|an|the)\s+[^;]+?)\s*[.!]?$", re.I)

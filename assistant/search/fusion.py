@@ -84,9 +84,13 @@ class PaperHit:
         # The opening chunk, when it matched at all, says what the paper introduces: keep it.
         best = ranked[:1] + sorted(ranked[1:], key=lambda c: (c.position != 0, -c.strength))
         best = best[:MAX_CHUNKS_PER_PAPER]
-        sentences: dict[str, None] = {}
+        sentences: list[str] = []
         for chunk in sorted(best, key=lambda c: c.position):
-            sentences.update(dict.fromkeys(split_sentences(chunk.text)))
+            for sentence in split_sentences(chunk.text):
+                # Chunks overlap and may start or end inside a sentence: keep each sentence once, whole.
+                if any(sentence in kept for kept in sentences):
+                    continue
+                sentences = [kept for kept in sentences if kept not in sentence] + [sentence]
         return " ".join(sentences)
 
 
