@@ -95,7 +95,8 @@ def _token(word: str) -> str:
 #: Quantities that look like names: "1B-parameter", "2k-32k-word", "1.6-trillion-parameter", "4-bit", "2D", "7B".
 _NOT_A_NAME = re.compile(r"\d[\d.,]*[a-zA-Z]{0,2}(?:-\d[\d.,]*[a-zA-Z]{0,2})*-[a-z-]+|\d[\d.,]*[a-zA-Z]{1,2}")
 #: A descriptor glued to a name: "a MuZero-style agent", "Llama-2-based models" name MuZero, Llama-2.
-_DESCRIPTOR = re.compile(r"-(?:style|like|based|inspired|type|sized|scale|level|specific|driven|powered|centric)$",
+_DESCRIPTOR = re.compile(r"-(?:style|like|based|inspired|type|sized|scale|level|specific|driven|powered|centric|"
+                         r"enabled|augmented|accelerated)$",
                          re.I)
 
 

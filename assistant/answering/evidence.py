@@ -136,10 +136,12 @@ def _mentions(text: str, name: str) -> bool:
     if _VERSIONED.search(name):
         return re.search(rf"(?<![\w+-]){re.escape(name)}(?![\w+]|-\w)", text.casefold()) is not None
     wanted = set(terms(name))
+    present = set(terms(text))
+    present |= {t[:-1] for t in present if t.endswith("s")}  # "GPUs" mentions the "GPU" of "how many GPUs"
     if len(name) >= 4 and name.isalpha() and re.search(rf"[a-z]{re.escape(name)}|{re.escape(name)}[a-z]",
                                                          text.casefold()):
         return True
-    return bool(wanted) and wanted <= set(terms(text))
+    return bool(wanted) and wanted <= present
 
 
 @dataclass
