@@ -177,9 +177,6 @@ FEATURES = {
     "attribute_missing": "1 if it does and no retrieved sentence or title contains the asked word",
     "wants_figure": "1 if the question asks for a figure ('how many', 'by how much', 'what speedup')",
     "figure_missing": "1 if it does and no sentence of the two best papers states a figure",
-    "figure_sentence_coverage": "for a question asking for a figure, the best coverage of its content terms "
-                                "other than named things by one retrieved sentence that states a figure "
-                                "(the sentence alone); 0 otherwise",
     "question_terms": "log(1 + number of content terms in the question)",
     "asks_list": "1 if the question asks for several papers ('which papers …', 'papers on …')",
     "covering_share": "share of the retrieved papers whose title + passage hold at least half of the "
@@ -320,7 +317,6 @@ class EvidenceAssessor:
         names = named_things(question)
         name_terms = {t for n in names for t in terms(n)}
         rest = [t for t in set(terms(question)) if t not in name_terms and t not in _FRAME_TERMS]
-        measured = {t: w for t, w in weights.items() if t in rest}
         vocabulary = self.vocabulary()
         found = [any(_mentions(f"{s.title} {s.text}", n) for s in sources) for n in names]
         unknown = [not f and not (terms(n) and all(vocabulary.knows(t) for t in terms(n)))  # "пингвин": no terms
@@ -348,8 +344,6 @@ class EvidenceAssessor:
             "wants_figure": float(figure),
             "figure_missing": float(figure and not any(
                 has_figure(s) for src in sources if src.n in best_two for s in split_sentences(src.text))),
-            "figure_sentence_coverage": max((_share(measured, set(terms(c.text))) for c in candidates
-                                             if has_figure(c.text)), default=0.0) if figure and measured else 0.0,
             "question_terms": math.log1p(len(terms(question))),
             "asks_list": float(listing),
             "covering_share": sum(c >= 0.5 for c in cover) / len(cover),

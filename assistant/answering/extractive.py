@@ -42,6 +42,9 @@ KEY_POINT_RELATIVE = 0.8
 _REFERENCE = re.compile(r"\[\d+(?:\s*[,;–-]\s*\d+)*\]")
 _INTRO = re.compile(r"\b(we|this paper|this work|this thesis)\s+(present|propose|introduce|develop|design|"
                     r"build|release|describe|discover)(?:s|d|ed)?\b|\bwe call\b|\bcalled\b|\bnamed\b", re.I)
+#: What a paper that introduces nothing contributes: its finding ("we show that …").
+_FINDING = re.compile(r"\b(?:we|this paper|this work|this thesis)\s+(?:show|argue|demonstrate|find|found)s?\s+that\b",
+                      re.I)
 #: "we introduce ShadowKV, a high-throughput … system that …" → name, then the defining clause.
 _DEFINES = re.compile(r"\b(?:we|this paper|this work)\s+(?:present|propose|introduce|develop|design|build)s?\s+"
                       r"(?P<name>[^,;:]{1,60}?),\s+(?P<clause>(?:a|an|the)\s+[^;]+?)\s*[.!]?$", re.I)
@@ -175,16 +178,22 @@ def paper_name(source: Source) -> str | None:
 
 
 def intro_sentence(source: Source) -> str | None:
-    """The sentence where a paper introduces its contribution ("We present X ..."), preferring
-    one that uses the paper's short name (else the first that does, when no intro does: "… an
-    optimization algorithm, Lion (…)"); never one with the page's own reference brackets."""
+    """The sentence where a paper introduces its contribution ("We present X ..."), preferring one
+    that uses the paper's short name. A name the abstract coins is introduced where it first
+    appears ("… an optimization algorithm, Lion (…)"); a title's name, where it first appears when
+    no sentence presents anything ("DistServe improves …"); a paper without a name that presents
+    nothing contributes its finding ("we show that …"). Never a sentence with the page's own
+    reference brackets."""
     sentences = [s for s in split_sentences(source.text)
                  if len(s.split()) >= MIN_SENTENCE_WORDS and not _REFERENCE.search(s)]
     intros = [s for s in sentences if _INTRO.search(s)]
     name = paper_name(source)
-    named = [s for s in sentences if name and name.casefold() in s.casefold()]
-    found = [s for s in intros if s in named] or (named if name and name != system_name(source.title) else []) \
-        or intros
+    if name:
+        named = [s for s in sentences if name.casefold() in s.casefold()]
+        coined = name != system_name(source.title)
+        found = [s for s in intros if s in named] or (named if coined else []) or intros or named
+    else:
+        found = intros or [s for s in sentences if _FINDING.search(s)]
     return found[0] if found else None
 
 
