@@ -20,7 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -136,12 +136,18 @@ def _mentions(text: str, name: str) -> bool:
     if _VERSIONED.search(name):
         return re.search(rf"(?<![\w+-]){re.escape(name)}(?![\w+]|-\w)", text.casefold()) is not None
     wanted = set(terms(name))
-    present = set(terms(text))
-    present |= {t[:-1] for t in present if t.endswith("s")}  # "GPUs" mentions the "GPU" of "how many GPUs"
-    if len(name) >= 4 and name.isalpha() and re.search(rf"[a-z]{re.escape(name)}|{re.escape(name)}[a-z]",
-                                                         text.casefold()):
+    if wanted and wanted <= _terms_of(text):
         return True
-    return bool(wanted) and wanted <= present
+    return len(name) >= 4 and name.isalpha() and re.search(rf"[a-z]{re.escape(name)}|{re.escape(name)}[a-z]",
+                                                           text.casefold()) is not None
+
+
+@lru_cache(maxsize=1024)
+def _terms_of(text: str) -> frozenset[str]:
+    """The stemmed terms of a passage, singular forms added ("GPUs" mentions the "GPU" of "how many
+    GPUs"); cached: every name of a question is looked up in the same few passages."""
+    present = set(terms(text))
+    return frozenset(present | {t[:-1] for t in present if t.endswith("s")})
 
 
 @dataclass
