@@ -1,5 +1,5 @@
 """The indexing run: corpus → chunks → embeddings → Chroma (+ the tantivy keyword index and the
-sentence vectors beside it).
+sentence vectors beside it; the sentences of new abstracts are embedded while the abstracts are split).
 
 Incremental: chunks are compared with the stored ones by id and content hash, so unchanged
 chunks are never embedded again, changed ones are replaced and vanished ones removed. Vectors
