@@ -1,5 +1,5 @@
 """The indexing run: corpus → chunks → embeddings → Chroma (+ the tantivy keyword index and the
-sentence vectors beside it).
+sentence vectors beside it; the sentences of new abstracts are embedded while the abstracts are split).
 
 Incremental: chunks are compared with the stored ones by id and content hash, so unchanged
 chunks are never embedded again, changed ones are replaced and vanished ones removed. Vectors
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -130,22 +131,39 @@ def build(index: PaperIndex, paths: Sequence[str | Path] = (), *, rebuild: bool 
             if not rebuild:
                 store.reset()
             report.rebuilt_because = reason
-        chunks = chunk_papers(corpus.papers, settings.chunk_size, settings.chunk_overlap,
-                              Path(settings.index_dir) / CHUNK_CACHE)
-        report.chunks = len(chunks)
-        report.seconds["parse+chunk"] = time.perf_counter() - started
-
         stored = store.stored_hashes()
-        todo = [c for c in chunks if stored.get(c.chunk_id) != c.content_hash]
-        current = {c.chunk_id for c in chunks}
-        stale = [cid for cid in stored if cid not in current]
-        report.added, report.unchanged, report.removed = len(todo), len(chunks) - len(todo), len(stale)
-        fingerprint = _fingerprint(chunks)
-        paper_meta = {p.paper_id: _flat_metadata(p) for p in corpus.papers}
-        previous = store.fingerprint()
-        changed = bool(todo or stale) or previous != fingerprint
         sentences = index.sentences.writer(fresh=rebuild or bool(reason))
         try:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentence-embedder") as early:
+                # While the abstracts are split into chunks (1-3 s, most of it importing llama-index
+                # and loading tiktoken's BPE), the model embeds the sentences of the abstracts no
+                # chunk was stored for: nearly all of their chunks' sentences (3,196 of 3,202 in the
+                # bundled corpus; the rest are pieces of sentences a chunk boundary cut).
+                stored_papers = {chunk_id.rsplit("-", 1)[0] for chunk_id in stored}
+                new_papers = [p for p in corpus.papers if not sentences.complete or p.paper_id not in stored_papers]
+                abstract_sentences = list(dict.fromkeys(s for p in new_papers for s in split_sentences(p.abstract)))
+                stop = threading.Event()
+                first = early.submit(_store_sentences, sentences, abstract_sentences, encoder, progress, stop)
+                try:
+                    chunks = chunk_papers(corpus.papers, settings.chunk_size, settings.chunk_overlap,
+                                          Path(settings.index_dir) / CHUNK_CACHE)
+                    report.chunks = len(chunks)
+                    report.seconds["parse+chunk"] = time.perf_counter() - started
+                    t = time.perf_counter()
+                    embedded_early = first.result()
+                    report.seconds["sentences"] = time.perf_counter() - t
+                except BaseException:
+                    stop.set()  # a failed split or Ctrl-C: the model stops after its batch, not after the corpus
+                    raise
+
+            todo = [c for c in chunks if stored.get(c.chunk_id) != c.content_hash]
+            current = {c.chunk_id for c in chunks}
+            stale = [cid for cid in stored if cid not in current]
+            report.added, report.unchanged, report.removed = len(todo), len(chunks) - len(todo), len(stale)
+            fingerprint = _fingerprint(chunks)
+            paper_meta = {p.paper_id: _flat_metadata(p) for p in corpus.papers}
+            previous = store.fingerprint()
+            changed = bool(todo or stale) or previous != fingerprint
             # Not complete (new, an index made before sentence vectors, or a run cut short): every
             # chunk's missing sentences are embedded below; otherwise only the new chunks' ones.
             needs_sentences = chunks if not sentences.complete else todo
@@ -159,8 +177,10 @@ def build(index: PaperIndex, paths: Sequence[str | Path] = (), *, rebuild: bool 
                 store.delete(stale)
             if needs_sentences:
                 t = time.perf_counter()
-                _store_sentences(sentences, needs_sentences, encoder, progress)
-                report.seconds["sentences"] = time.perf_counter() - t
+                _store_sentences(sentences, chunk_sentences(needs_sentences), encoder, progress)
+                report.seconds["sentences"] += time.perf_counter() - t
+            if embedded_early:  # an abstract's sentence no chunk has whole (its chunks are all in needs_sentences)
+                sentences.discard(embedded_early - _sentence_keys(needs_sentences, encoder))
             if stale or any(c.chunk_id in stored for c in todo):  # sentences of replaced chunks go
                 sentences.keep_only(_sentence_keys(chunks, encoder))
             sentences.set_complete(True)
@@ -236,22 +256,26 @@ def _sentence_keys(chunks: Sequence[Chunk], encoder: Encoder) -> set[str]:
     return {vector_key(ids) for ids in encoder.tokenize(chunk_sentences(chunks))}
 
 
-def _store_sentences(sentences: SentenceWriter, chunks: Sequence[Chunk], encoder: Encoder,
-                     progress: bool) -> None:
-    """Embed and store the chunks' sentences that are not stored yet, in batches (each one its
-    own transaction, so a killed run keeps what it wrote)."""
+def _store_sentences(sentences: SentenceWriter, texts: list[str], encoder: Encoder, progress: bool,
+                     stop: threading.Event | None = None) -> set[str]:
+    """Embed and store the texts that are not stored yet, in batches (each one its own transaction,
+    so a killed run keeps what it wrote) until `stop` is set; returns the keys of those it stored."""
     from tqdm import tqdm
 
-    texts = chunk_sentences(chunks)
+    added: set[str] = set()
     with tqdm(total=len(texts), desc="Embedding sentences", unit="sentence", file=sys.stderr,
-              disable=not progress) as bar:
+              disable=not progress or not texts) as bar:
         for start in range(0, len(texts), SENTENCE_BATCH):
+            if stop is not None and stop.is_set():
+                break
             token_ids = {vector_key(ids): ids for ids in encoder.tokenize(texts[start:start + SENTENCE_BATCH])}
             missing = sentences.missing(token_ids)
             todo = [key for key in token_ids if key in missing]
             if todo:
                 sentences.add(todo, encoder.encode_ids([token_ids[k] for k in todo]))
+                added.update(todo)
             bar.update(len(texts[start:start + SENTENCE_BATCH]))
+    return added
 
 
 def _stored(write: tuple[Future, int], bar: Any) -> None:

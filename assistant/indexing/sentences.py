@@ -83,7 +83,8 @@ class SentenceVectors:
 
 class SentenceWriter:
     """Adds and prunes sentence vectors; each call is its own transaction, so a killed run keeps
-    what it wrote. Used from one thread at a time (the indexing run's writer thread)."""
+    what it wrote. Used from one thread at a time (the indexing run's main thread, or the one that
+    embeds sentences while it splits the abstracts)."""
 
     def __init__(self, path: Path, tags: str, fresh: bool) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,8 +130,11 @@ class SentenceWriter:
     def keep_only(self, keys: Iterable[str]) -> int:
         """Drop every vector whose key is not in `keys` (sentences of removed chunks); returns how many."""
         keep = set(keys)
-        stored = [key for (key,) in self._db.execute("SELECT key FROM sentences")]
-        gone = [(key,) for key in stored if key not in keep]
+        return self.discard([key for (key,) in self._db.execute("SELECT key FROM sentences") if key not in keep])
+
+    def discard(self, keys: Iterable[str]) -> int:
+        """Drop the vectors of these keys; returns how many were asked for."""
+        gone = [(key,) for key in keys]
         with self._db:
             self._db.executemany("DELETE FROM sentences WHERE key = ?", gone)
         return len(gone)
