@@ -196,6 +196,7 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
     sentence_writer = index.sentences.writer(fresh=False)
     tokenizer, noise = MiniLMEncoder(), np.random.default_rng(seed + 1)
     catalog_rows: list[tuple[str, dict]] = []
+    checkpoints: list[tuple[int, float]] = []  # (synthetic papers written, seconds since start): the build's curve
 
     def add_sentences(chunks: list[Chunk], vectors: np.ndarray) -> None:
         texts, centres = [], []
@@ -235,8 +236,12 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
                 catalog_rows.extend((c.chunk_id, {"paper_id": c.paper_id, **meta[c.paper_id]}) for c in chunks)
                 yield from (ScoredChunk(c.chunk_id, c.paper_id, c.title, c.text) for c in chunks)
                 chunks, vectors, meta = [], [], {}
+                elapsed = time.perf_counter() - started
+                if (number + 1) // 10_000 > len(checkpoints) or number == papers - 1:
+                    checkpoints.append((number + 1, round(elapsed, 1)))
                 if progress:
-                    print(f"\r  synthetic papers: {number + 1}/{papers}", end="", file=sys.stderr, flush=True)
+                    print(f"\r  synthetic papers: {number + 1}/{papers}, {elapsed:.0f} s", end="", file=sys.stderr,
+                          flush=True)
         if progress:
             print(file=sys.stderr)
 
@@ -246,7 +251,8 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
     sentence_writer.close()
     store.set_fingerprint(fingerprint)
     return {"papers": papers + len(source.papers), "synthetic_papers": papers, "real_papers": len(source.papers),
-            "chunks": store.count(), "write_s": round(time.perf_counter() - started, 1), "note": VECTORS_NOTE}
+            "chunks": store.count(), "write_s": round(time.perf_counter() - started, 1), "checkpoints": checkpoints,
+            "note": VECTORS_NOTE}
 
 
 def main() -> None:
