@@ -182,8 +182,15 @@ def synthetic(papers: str, real_index: str, out: str) -> dict:
     t = time.perf_counter()
     result = build(int(papers), _settings(real_index), _settings(out))
     result["seconds"] = time.perf_counter() - t
+    result["disk_mib"] = {entry.name: _mib(entry) for entry in sorted(Path(out).iterdir())}
     Path(out, "synthetic.json").write_text(json.dumps(result))
     return result
+
+
+def _mib(path: Path) -> float:
+    """Size on disk of a file or folder (Chroma's segment folder, the keyword index, sentence vectors)."""
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    return round(sum(f.stat().st_blocks * 512 for f in files) / 2**20, 1)
 
 
 def _questions(path: str) -> list[str]:
