@@ -381,9 +381,11 @@ def render(results: dict) -> str:
                      f"{s[key]['server_peak_rss_mib']:.0f} MiB", mib(a)))
     for key in [k for k in s if k.startswith("synthetic_")]:
         g = s[key]
-        how = "reused from cache" if g.get("reused") else f"made in {g['seconds']:.0f} s"
+        how = f"made in {g['seconds']:.0f} s" + (" (reused from the cache)" if g.get("reused") else "")
+        if "disk_mib" in g:
+            how += f", {sum(g['disk_mib'].values()) / 1024:.1f} GiB on disk"
         rows.append((f"synthetic collection, {g['papers']:,} papers", f"{g['chunks']:,} chunks, {how}; {g['note']}",
-                     mib(g) if not g.get("reused") else ""))
+                     mib(g)))
     for key in [k for k in s if k.startswith("filters_")]:
         f = s[key]
         timed = "; ".join(f"{name} ({v['matching']:,} papers): p50 {v['p50_ms']:.0f} ms, p95 {v['p95_ms']:.0f} ms, "
