@@ -332,6 +332,14 @@ def projection(stages: dict, papers: int = PROJECT_TO_PAPERS) -> dict:
     return out
 
 
+def render_projection(p: dict) -> str:
+    """The projection as one line: each figure with its model (and the linear bound of latencies)."""
+    return (f"projected to {p['papers']:,} papers from " + " / ".join(f"{n:,}" for n in p["from_papers"]) + ": "
+            + ", ".join(f"{name} {f['projected']:g} ({f['model']}"
+                        + (f"; a + b*N: {f['bound_linear']['projected']:g})" if "bound_linear" in f else ")")
+                        for name, f in p["figures"].items()))
+
+
 def _runs(stage: dict) -> str:
     return ", ".join(f"{t:.1f}" for t in stage.get("runs_s", [stage["seconds"]])) + " s"
 
@@ -403,11 +411,7 @@ def render(results: dict) -> str:
     lines.append("\ntargets: " + ", ".join(f"{name} {t['measured']} ({t['target']}: {'met' if t['met'] else 'NOT met'})"
                                         for name, t in results["targets"].items()))
     if results.get("projection"):
-        p = results["projection"]
-        lines.append(f"\nprojected to {p['papers']:,} papers from " + " / ".join(f"{n:,}" for n in p["from_papers"])
-                     + ": " + ", ".join(f"{name} {f['projected']:g} ({f['model']}"
-                                        + (f"; a + b*N: {f['bound_linear']['projected']:g})" if "bound_linear" in f
-                                           else ")") for name, f in p["figures"].items()))
+        lines.append("\n" + render_projection(results["projection"]))
     m = results["machine"]
     lines.append(f"\n{m['cpu']}, {m['cores']} cores, onnxruntime {m['onnxruntime']}; load average "
                  f"{m['load_average_at_start'][0]:.1f} at start, {m['load_average_at_end'][0]:.1f} at end")
