@@ -47,7 +47,7 @@ VECTORS_NOTE = ("vectors are GENERATED (real chunk vectors as cluster centres + 
                 "sentence vectors: their chunk's vector + noise), not model embeddings; texts are assembled from "
                 "the real corpus")
 #: Part of the cache marker: collections made by an older generator are made again.
-GENERATOR = "v3-tantivy-sentences-page-metadata"
+GENERATOR = "v4-names-2-4-syllables"
 CHUNK_WORDS = 140
 NEIGHBOURS = 4
 _WORD = re.compile(r"\b[a-z][a-z-]{3,}\b")
@@ -96,7 +96,8 @@ class SyntheticPapers:
     def _name(self) -> str:
         rng = self.rng
         while True:
-            stem = "".join(rng.choice(_SYLLABLES, size=rng.integers(2, 4)))
+            # 2-4 syllables: 4.1M names (2-3 gave 173k, which a 300k collection ran out of and looped on)
+            stem = "".join(rng.choice(_SYLLABLES, size=rng.integers(2, 5)))
             name = stem.capitalize() + rng.choice(_SUFFIXES)
             if name.lower() not in self.used_names:
                 self.used_names.add(name.lower())
