@@ -33,12 +33,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 QUESTIONS = ROOT / "evals" / "dev.jsonl"
 WARMUP = ROOT / "evals" / "test.jsonl"
 N_QUESTIONS, N_WARMUP = 30, 3
 #: Issue 12's targets: (figure, at most / at least, value); `targets()` checks a run against them.
+#: Issue 12's scale target, to which `projection` extrapolates the server-mode figures.
+PROJECT_TO_PAPERS = 1_000_334
 TARGETS = [("build_over_floor", "max", 1.1), ("build_over_llama_index", "max", 0.9),
            ("answer_p50_ms", "max", 60.0), ("answer_p95_ms", "max", 100.0), ("reindex_s", "max", 2.0),
            ("chat_p95_s", "max", 2.0), ("chat_qps", "min", 10.0), ("chat_errors", "max", 0),
@@ -232,6 +236,7 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     results["ratios"] = _ratios(stages)
     results["targets"] = targets(stages, results["ratios"])
+    results["projection"] = projection(stages)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2))
@@ -288,6 +293,53 @@ def targets(stages: dict, ratios: dict) -> dict:
             for name, kind, limit in TARGETS if name in figures}
 
 
+def scale_points(stages: dict) -> list[tuple[int, dict]]:
+    """(papers, figures) of each server-mode size in a run, smallest first."""
+    points = []
+    for key in sorted((k for k in stages if k.startswith("server_")), key=lambda k: int(k[7:])):
+        made, server = stages[f"synthetic_{key[7:]}"], stages[key]
+        warm, first = server["answer_warm"], server["first_answer"]
+        figures = {"answer_p50_ms": warm["p50_ms"], "answer_p95_ms": warm["p95_ms"],
+                   "first_answer_s": first["wall_s"],
+                   "process_rss_mib": max(warm["peak_rss_mib"], first["peak_rss_mib"]),
+                   "server_rss_mib": server["server_peak_rss_mib"]}
+        if "disk_mib" in made:
+            figures["disk_mib"] = sum(made["disk_mib"].values())
+        points.append((made["papers"], figures))
+    return points
+
+
+def projection(stages: dict, papers: int = PROJECT_TO_PAPERS) -> dict:
+    """Each scale figure at `papers`, fitted over the run's server-mode sizes (two or more) by least
+    squares: memory and disk as a + b·N; latency and start-up as a + b·log10 N (an HNSW search grows
+    with log N), with the line a + b·N beside it as the pessimistic bound. Empty with fewer sizes."""
+    points = scale_points(stages)
+    if len(points) < 2:
+        return {}
+    sizes = np.array([n for n, _ in points], dtype=float)
+    out: dict = {"papers": papers, "from_papers": [n for n, _ in points], "figures": {}}
+    for name in points[-1][1]:
+        values = np.array([figures[name] for _, figures in points], dtype=float)
+        b, a = np.polyfit(sizes, values, 1)
+        linear = {"model": "a + b*N", "a": round(a, 3), "b_per_1k_papers": round(b * 1000, 4),
+                  "projected": round(a + b * papers, 1)}
+        if name.endswith(("_ms", "_s")):
+            b_log, a_log = np.polyfit(np.log10(sizes), values, 1)
+            out["figures"][name] = {"model": "a + b*log10(N)", "a": round(a_log, 3), "b_per_10x": round(b_log, 3),
+                                    "projected": round(a_log + b_log * np.log10(papers), 2), "bound_linear": linear}
+        else:
+            out["figures"][name] = linear
+    return out
+
+
+def render_projection(p: dict) -> str:
+    """The projection as one line: each figure with its model (and the linear bound of latencies)."""
+    return (f"projected to {p['papers']:,} papers from " + " / ".join(f"{n:,}" for n in p["from_papers"]) + ": "
+            + ", ".join(f"{name} {f['projected']:g} ({f['model']}"
+                        + (f"; a + b*N: {f['bound_linear']['projected']:g})" if "bound_linear" in f else ")")
+                        for name, f in p["figures"].items()))
+
+
 def _runs(stage: dict) -> str:
     return ", ".join(f"{t:.1f}" for t in stage.get("runs_s", [stage["seconds"]])) + " s"
 
@@ -337,9 +389,11 @@ def render(results: dict) -> str:
                      f"{s[key]['server_peak_rss_mib']:.0f} MiB", mib(a)))
     for key in [k for k in s if k.startswith("synthetic_")]:
         g = s[key]
-        how = "reused from cache" if g.get("reused") else f"made in {g['seconds']:.0f} s"
+        how = f"made in {g['seconds']:.0f} s" + (" (reused from the cache)" if g.get("reused") else "")
+        if "disk_mib" in g:
+            how += f", {sum(g['disk_mib'].values()) / 1024:.1f} GiB on disk"
         rows.append((f"synthetic collection, {g['papers']:,} papers", f"{g['chunks']:,} chunks, {how}; {g['note']}",
-                     mib(g) if not g.get("reused") else ""))
+                     mib(g)))
     for key in [k for k in s if k.startswith("filters_")]:
         f = s[key]
         timed = "; ".join(f"{name} ({v['matching']:,} papers): p50 {v['p50_ms']:.0f} ms, p95 {v['p95_ms']:.0f} ms, "
@@ -356,6 +410,8 @@ def render(results: dict) -> str:
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in width) + "|")
     lines.append("\ntargets: " + ", ".join(f"{name} {t['measured']} ({t['target']}: {'met' if t['met'] else 'NOT met'})"
                                         for name, t in results["targets"].items()))
+    if results.get("projection"):
+        lines.append("\n" + render_projection(results["projection"]))
     m = results["machine"]
     lines.append(f"\n{m['cpu']}, {m['cores']} cores, onnxruntime {m['onnxruntime']}; load average "
                  f"{m['load_average_at_start'][0]:.1f} at start, {m['load_average_at_end'][0]:.1f} at end")

@@ -175,14 +175,22 @@ def filtered_answers(index_dir: str, questions_file: str) -> dict:
 
 
 def synthetic(papers: str, real_index: str, out: str) -> dict:
-    """Generate a synthetic collection (see synthetic.py) and report how long it took."""
+    """Generate a synthetic collection (see synthetic.py) and report how long it took; progress
+    goes to the stage's log (`synthetic.log` in the bench's work folder), as a 300k run takes ~50 min."""
     from synthetic import build
 
     t = time.perf_counter()
-    result = build(int(papers), _settings(real_index), _settings(out), progress=False)
+    result = build(int(papers), _settings(real_index), _settings(out))
     result["seconds"] = time.perf_counter() - t
+    result["disk_mib"] = {entry.name: _mib(entry) for entry in sorted(Path(out).iterdir())}
     Path(out, "synthetic.json").write_text(json.dumps(result))
     return result
+
+
+def _mib(path: Path) -> float:
+    """Size on disk of a file or folder (Chroma's segment folder, the keyword index, sentence vectors)."""
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    return round(sum(f.stat().st_blocks * 512 for f in files) / 2**20, 1)
 
 
 def _questions(path: str) -> list[str]:

@@ -47,7 +47,7 @@ VECTORS_NOTE = ("vectors are GENERATED (real chunk vectors as cluster centres + 
                 "sentence vectors: their chunk's vector + noise), not model embeddings; texts are assembled from "
                 "the real corpus")
 #: Part of the cache marker: collections made by an older generator are made again.
-GENERATOR = "v3-tantivy-sentences-page-metadata"
+GENERATOR = "v4-names-2-4-syllables"
 CHUNK_WORDS = 140
 NEIGHBOURS = 4
 _WORD = re.compile(r"\b[a-z][a-z-]{3,}\b")
@@ -96,7 +96,8 @@ class SyntheticPapers:
     def _name(self) -> str:
         rng = self.rng
         while True:
-            stem = "".join(rng.choice(_SYLLABLES, size=rng.integers(2, 4)))
+            # 2-4 syllables: 4.1M names (2-3 gave 173k, which a 300k collection ran out of and looped on)
+            stem = "".join(rng.choice(_SYLLABLES, size=rng.integers(2, 5)))
             name = stem.capitalize() + rng.choice(_SUFFIXES)
             if name.lower() not in self.used_names:
                 self.used_names.add(name.lower())
@@ -196,6 +197,7 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
     sentence_writer = index.sentences.writer(fresh=False)
     tokenizer, noise = MiniLMEncoder(), np.random.default_rng(seed + 1)
     catalog_rows: list[tuple[str, dict]] = []
+    checkpoints: list[tuple[int, float]] = []  # (synthetic papers written, seconds since start): the build's curve
 
     def add_sentences(chunks: list[Chunk], vectors: np.ndarray) -> None:
         texts, centres = [], []
@@ -235,8 +237,12 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
                 catalog_rows.extend((c.chunk_id, {"paper_id": c.paper_id, **meta[c.paper_id]}) for c in chunks)
                 yield from (ScoredChunk(c.chunk_id, c.paper_id, c.title, c.text) for c in chunks)
                 chunks, vectors, meta = [], [], {}
+                elapsed = time.perf_counter() - started
+                if (number + 1) // 10_000 > len(checkpoints) or number == papers - 1:
+                    checkpoints.append((number + 1, round(elapsed, 1)))
                 if progress:
-                    print(f"\r  synthetic papers: {number + 1}/{papers}", end="", file=sys.stderr, flush=True)
+                    print(f"\r  synthetic papers: {number + 1}/{papers}, {elapsed:.0f} s", end="", file=sys.stderr,
+                          flush=True)
         if progress:
             print(file=sys.stderr)
 
@@ -246,7 +252,8 @@ def build(papers: int, real: Settings, out: Settings, seed: int = 0, batch: int 
     sentence_writer.close()
     store.set_fingerprint(fingerprint)
     return {"papers": papers + len(source.papers), "synthetic_papers": papers, "real_papers": len(source.papers),
-            "chunks": store.count(), "write_s": round(time.perf_counter() - started, 1), "note": VECTORS_NOTE}
+            "chunks": store.count(), "write_s": round(time.perf_counter() - started, 1), "checkpoints": checkpoints,
+            "note": VECTORS_NOTE}
 
 
 def main() -> None:
