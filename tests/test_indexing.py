@@ -220,6 +220,34 @@ def test_an_out_of_step_keyword_folder_is_rewritten_once_by_one_writer(tmp_path:
     assert keyword.search("topic 7", 1)[0].chunk_id == "p7-0"
 
 
+def test_late_chunking_pools_each_span_inside_its_text(encoder: MiniLMEncoder) -> None:
+    text = "Paging with Succinct Predictions\nWe study paging with one bit of advice. It is robust and smooth."
+    second = text.index("It is")
+    spans = [(text.index("We study"), second - 1), (second, len(text))]
+    vectors, pooled = encoder.encode_spans([text, "A short one."], [spans, []])
+    np.testing.assert_allclose(vectors, encoder.encode([text, "A short one."]), atol=1e-6)  # the chunk vectors
+    # The reference: the model's token states of the whole text, one text at a time, averaged
+    # over the tokens whose characters lie in the span.
+    tokens = encoder.tokenizer.encode(text)
+    ids = np.array([tokens.ids], dtype=np.int64)
+    states = encoder.session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids),
+                                        "token_type_ids": np.zeros_like(ids)})[0][0]
+    for (start, end), got in zip(spans, pooled[0]):
+        inside = [i for i, (a, b) in enumerate(tokens.offsets) if b > a and a >= start and b <= end]
+        mean = states[inside].mean(axis=0)
+        assert got is not None
+        np.testing.assert_allclose(got, mean / np.linalg.norm(mean), atol=1e-5)
+    # In context, not on its own: near its own standalone vector, nearer than to the other sentence's.
+    alone = encoder.encode([text[a:b] for a, b in spans])
+    assert pooled[0][0] is not None and pooled[0][1] is not None
+    assert float(alone[0] @ pooled[0][0]) > float(alone[1] @ pooled[0][0])
+    assert 0.5 < float(alone[1] @ pooled[0][1]) < 0.999
+
+    long_text = "Tokens " * 300 + "The end."
+    _, cut = encoder.encode_spans([long_text], [[(0, 6), (long_text.index("The end."), len(long_text))]])
+    assert cut[0][0] is not None and cut[0][1] is None, "a span truncation cut off has no vector"
+
+
 def test_sentence_vectors_are_stored_at_index_time_and_follow_the_chunks(tmp_path: Path,
                                                                          bundled_papers: list[Paper],
                                                                          encoder: MiniLMEncoder) -> None:
@@ -236,27 +264,40 @@ def test_sentence_vectors_are_stored_at_index_time_and_follow_the_chunks(tmp_pat
         with sqlite3.connect(index.sentences.path) as db:
             return {key for (key,) in db.execute("SELECT key FROM sentences")}
 
-    # FlashAttention's abstract has a sentence that a chunk boundary cuts: the run embeds it while
-    # splitting the abstracts (as it does every abstract's sentences), then drops it again.
-    flash = next(p for p in bundled_papers if p.title.startswith("FlashAttention: Fast and Memory-Efficient"))
-    cut = [s for s in split_sentences(flash.abstract) if s.startswith("FlashAttention and block-sparse")]
-    write_corpus([*bundled_papers[:3], flash])
+    def late_vectors() -> dict[str, np.ndarray]:
+        """Each sentence's vector from the first chunk (in corpus order) that holds it, one chunk at a time."""
+        out: dict[str, np.ndarray] = {}
+        for chunk in chunk_papers(load_corpus([corpus], include_bundled=False).papers, settings.chunk_size,
+                                  settings.chunk_overlap):
+            for text in split_sentences(chunk.text):
+                key = vector_key(encoder.tokenize([text])[0])
+                if key not in out:
+                    start = chunk.embed_text.index(text, len(chunk.title))
+                    vector = encoder.encode_spans([chunk.embed_text], [[(start, start + len(text))]])[1][0][0]
+                    out[key] = vector if vector is not None else encoder.encode([text])[0]
+        return out
+
+    write_corpus(bundled_papers[:4])
     settings = Settings.from_env(env={}, index_dir=tmp_path / "index", include_bundled=False)
     index = PaperIndex(settings)
     index.build([corpus], progress=False)
     sentences = expected(index)
-    assert cut and cut[0] not in sentences.values()
     assert len(sentences) > 10 and stored_keys(index) == set(sentences)
-    found = index.sentences.get(list(sentences))
-    np.testing.assert_allclose(np.stack([found[k] for k in sentences]), encoder.encode(list(sentences.values())),
+    found, late = index.sentences.get(list(sentences)), late_vectors()
+    np.testing.assert_allclose(np.stack([found[k] for k in sentences]), np.stack([late[k] for k in sentences]),
                                atol=1e-5)
 
-    # An index made before sentence vectors existed: the next run adds them and embeds no chunk.
+    # An index whose sentence vectors were made otherwise (each sentence embedded on its own, before
+    # late chunking): answering ignores them, and the next run computes them anew and embeds no chunk.
+    with sqlite3.connect(index.sentences.path) as db:
+        db.execute("UPDATE tags SET value = ?", (json.dumps(expected_tags(settings), sort_keys=True),))
     index.sentences.close()
-    for path in tmp_path.joinpath("index").glob("sentences-*"):
-        path.unlink()
+    assert PaperIndex(settings).sentences.get(list(sentences)) == {}
     again = PaperIndex(settings).build(progress=False)
-    assert again.added == 0 and "sentences" in again.seconds and stored_keys(index) == set(sentences)
+    assert again.added == 0 and stored_keys(index) == set(sentences)
+    found = PaperIndex(settings).sentences.get(list(sentences))
+    np.testing.assert_allclose(np.stack([found[k] for k in sentences]), np.stack([late[k] for k in sentences]),
+                               atol=1e-5)
 
     # A paper leaves the corpus: its chunks go, and so do the sentence vectors no chunk needs any more.
     write_corpus(bundled_papers[:3])
@@ -288,8 +329,8 @@ def test_changed_chunks_are_replaced(tmp_path: Path, settings: Settings, first_b
     counting = _Counting()
     index = PaperIndex(settings, counting)
     report = index.build(progress=False)
-    assert report.added == 1 and counting.texts == 1
-    assert counting.embedded == 1 + 2, "the changed chunk and its two new sentences, nothing else"
+    assert report.added == 1 and counting.texts == 1, "one model pass: the changed chunk, its sentences with it"
+    assert counting.embedded == 0, "no sentence embedded on its own"
     store = index.store
     got = store.collection.get(where={"title": "Quokka: A Tiny Test Paper on Batching"}, include=["documents"])
     assert got["documents"] == ["Quokka batches short sentences by token count. It bounds padding to fifteen "
@@ -299,15 +340,16 @@ def test_changed_chunks_are_replaced(tmp_path: Path, settings: Settings, first_b
 
 
 class _Counting(MiniLMEncoder):
-    """The real encoder, counting the chunk texts (`encode`) and all texts (`encode_ids`) it embeds."""
+    """The real encoder, counting the chunk texts (`encode_spans`) and the texts embedded alone (`encode_ids`)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.texts = self.embedded = 0
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode_spans(self, texts: list[str], spans: list[list[tuple[int, int]]]
+                     ) -> tuple[np.ndarray, list[list[np.ndarray | None]]]:
         self.texts += len(texts)
-        return super().encode(texts)
+        return super().encode_spans(texts, spans)
 
     def encode_ids(self, token_ids: list[list[int]]) -> np.ndarray:
         self.embedded += len(token_ids)

@@ -1,5 +1,5 @@
 """The indexing run: corpus → chunks → embeddings → Chroma (+ the tantivy keyword index and the
-sentence vectors beside it; the sentences of new abstracts are embedded while the abstracts are split).
+sentence vectors beside it).
 
 Incremental: chunks are compared with the stored ones by id and content hash, so unchanged
 chunks are never embedded again, changed ones are replaced and vanished ones removed. Vectors
@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ..corpus.parse import ParseProblem, is_indexable, load_corpus
 from ..errors import CorpusError, IndexProblemError
@@ -26,7 +27,7 @@ from ..text import split_sentences
 from . import keyword
 from .catalog import PaperCatalog
 from .chunking import chunk_papers
-from .embedding import Encoder, vector_key
+from .embedding import MiniLMEncoder, vector_key
 from .repair import remove_index_files
 from .sentences import SentenceWriter
 from .store import INCOMPLETE, IndexStore
@@ -36,7 +37,6 @@ if TYPE_CHECKING:  # index.py runs the build and imports this module
     from .index import PaperIndex
 
 EMBED_BATCH = 64
-SENTENCE_BATCH = 512
 CHUNK_CACHE = "chunk-cache.json"
 
 
@@ -95,7 +95,7 @@ def _fingerprint(chunks: Sequence[Chunk]) -> str:
 
 
 def build(index: PaperIndex, paths: Sequence[str | Path] = (), *, rebuild: bool = False,
-          progress: bool = True, encoder: Encoder) -> IndexReport:
+          progress: bool = True, encoder: MiniLMEncoder) -> IndexReport:
     """The indexing run (see `PaperIndex.build`), under the index's writer lock."""
     settings = index.settings
     report = IndexReport()
@@ -131,56 +131,34 @@ def build(index: PaperIndex, paths: Sequence[str | Path] = (), *, rebuild: bool 
             if not rebuild:
                 store.reset()
             report.rebuilt_because = reason
+        chunks = chunk_papers(corpus.papers, settings.chunk_size, settings.chunk_overlap,
+                              Path(settings.index_dir) / CHUNK_CACHE)
+        report.chunks = len(chunks)
+        report.seconds["parse+chunk"] = time.perf_counter() - started
+
         stored = store.stored_hashes()
+        todo = [c for c in chunks if stored.get(c.chunk_id) != c.content_hash]
+        current = {c.chunk_id for c in chunks}
+        stale = [cid for cid in stored if cid not in current]
+        report.added, report.unchanged, report.removed = len(todo), len(chunks) - len(todo), len(stale)
+        fingerprint = _fingerprint(chunks)
+        paper_meta = {p.paper_id: _flat_metadata(p) for p in corpus.papers}
+        previous = store.fingerprint()
+        changed = bool(todo or stale) or previous != fingerprint
         sentences = index.sentences.writer(fresh=rebuild or bool(reason))
         try:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentence-embedder") as early:
-                # While the abstracts are split into chunks (1-3 s, most of it importing llama-index
-                # and loading tiktoken's BPE), the model embeds the sentences of the abstracts no
-                # chunk was stored for: nearly all of their chunks' sentences (3,196 of 3,202 in the
-                # bundled corpus; the rest are pieces of sentences a chunk boundary cut).
-                stored_papers = {chunk_id.rsplit("-", 1)[0] for chunk_id in stored}
-                new_papers = [p for p in corpus.papers if not sentences.complete or p.paper_id not in stored_papers]
-                abstract_sentences = list(dict.fromkeys(s for p in new_papers for s in split_sentences(p.abstract)))
-                stop = threading.Event()
-                first = early.submit(_store_sentences, sentences, abstract_sentences, encoder, progress, stop)
-                try:
-                    chunks = chunk_papers(corpus.papers, settings.chunk_size, settings.chunk_overlap,
-                                          Path(settings.index_dir) / CHUNK_CACHE)
-                    report.chunks = len(chunks)
-                    report.seconds["parse+chunk"] = time.perf_counter() - started
-                    t = time.perf_counter()
-                    embedded_early = first.result()
-                    report.seconds["sentences"] = time.perf_counter() - t
-                except BaseException:
-                    stop.set()  # a failed split or Ctrl-C: the model stops after its batch, not after the corpus
-                    raise
-
-            todo = [c for c in chunks if stored.get(c.chunk_id) != c.content_hash]
-            current = {c.chunk_id for c in chunks}
-            stale = [cid for cid in stored if cid not in current]
-            report.added, report.unchanged, report.removed = len(todo), len(chunks) - len(todo), len(stale)
-            fingerprint = _fingerprint(chunks)
-            paper_meta = {p.paper_id: _flat_metadata(p) for p in corpus.papers}
-            previous = store.fingerprint()
-            changed = bool(todo or stale) or previous != fingerprint
             # Not complete (new, an index made before sentence vectors, or a run cut short): every
-            # chunk's missing sentences are embedded below; otherwise only the new chunks' ones.
-            needs_sentences = chunks if not sentences.complete else todo
+            # chunk's missing sentences are computed below; otherwise only the new chunks' ones.
+            spans = _sentence_spans(chunks if not sentences.complete else todo, sentences, encoder)
             if changed:
                 store.set_fingerprint(INCOMPLETE)
                 store.set_sources(sources)  # first, so that a run after a crash knows what to finish
                 sentences.set_complete(False)
+            if todo or spans:
                 t = time.perf_counter()
-                _embed_and_store(store, todo, paper_meta, encoder, progress, renew)
+                _embed_and_store(store, sentences, todo, spans, chunks, paper_meta, encoder, progress, renew)
                 report.seconds["embed+store"] = time.perf_counter() - t
-                store.delete(stale)
-            if needs_sentences:
-                t = time.perf_counter()
-                _store_sentences(sentences, chunk_sentences(needs_sentences), encoder, progress)
-                report.seconds["sentences"] += time.perf_counter() - t
-            if embedded_early:  # an abstract's sentence no chunk has whole (its chunks are all in needs_sentences)
-                sentences.discard(embedded_early - _sentence_keys(needs_sentences, encoder))
+            store.delete(stale)
             if stale or any(c.chunk_id in stored for c in todo):  # sentences of replaced chunks go
                 sentences.keep_only(_sentence_keys(chunks, encoder))
             sentences.set_complete(True)
@@ -222,28 +200,55 @@ def _emptied(index: PaperIndex, progress: bool) -> list[str]:
         return sources
 
 
-def _embed_and_store(store: IndexStore, chunks: list[Chunk], paper_meta: dict[str, dict],
-                     encoder: Encoder, progress: bool, renew: Callable[[], None]) -> None:
-    """Embed chunks in length-sorted batches; a writer thread stores each batch while the next
-    one is embedded (the model releases the GIL), so Chroma's writes cost almost no wall time.
+def _embed_and_store(store: IndexStore, sentences: SentenceWriter, todo: list[Chunk],
+                     spans: dict[str, list[SentenceSpan]], chunks: Sequence[Chunk], paper_meta: dict[str, dict],
+                     encoder: MiniLMEncoder, progress: bool, renew: Callable[[], None]) -> None:
+    """Embed the `todo` chunks and, from the same model pass, the sentences `spans` places in them
+    or in other chunks (late chunking: a sentence's vector is the mean of its token states inside
+    the chunk). Length-sorted batches; a writer thread stores each batch while the next one is
+    embedded (the model releases the GIL), so the writes cost almost no wall time.
     """
     from tqdm import tqdm
 
-    chunks = sorted(chunks, key=lambda c: len(c.embed_text))
-    bar = tqdm(total=len(chunks), desc="Embedding chunks", unit="chunk", disable=not progress or not chunks,
+    wanted = {c.chunk_id for c in todo}
+    passes = sorted((c for c in chunks if c.chunk_id in wanted or c.chunk_id in spans), key=lambda c: len(c.embed_text))
+    bar = tqdm(total=len(passes), desc="Embedding chunks", unit="chunk", disable=not progress or not passes,
                file=sys.stderr)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chroma-writer") as writer:
         pending: tuple[Future, int] | None = None
-        for start in range(0, len(chunks), EMBED_BATCH):
-            batch = chunks[start:start + EMBED_BATCH]
-            vectors = encoder.encode([c.embed_text for c in batch])
+        for start in range(0, len(passes), EMBED_BATCH):
+            batch = passes[start:start + EMBED_BATCH]
+            placed = [spans.get(c.chunk_id, []) for c in batch]
+            vectors, span_vectors = encoder.encode_spans([c.embed_text for c in batch],
+                                                         [[(s.start, s.end) for s in p] for p in placed])
+            keys, found, cut = [], [], []
+            for chunk_spans, chunk_vectors in zip(placed, span_vectors):
+                for span, vector in zip(chunk_spans, chunk_vectors):
+                    if vector is None:
+                        cut.append(span)
+                    else:
+                        keys.append(span.key)
+                        found.append(vector)
+            if cut:  # cut off by truncation inside the chunk: embedded on their own
+                keys += [s.key for s in cut]
+                found += list(encoder.encode_ids([s.token_ids for s in cut]))
+            embedded = [(c, v) for c, v in zip(batch, vectors.tolist()) if c.chunk_id in wanted]
             if pending is not None:
                 _stored(pending, bar)  # one write in flight at most; a failed write stops the run
-            pending = writer.submit(store.add, batch, vectors.tolist(), paper_meta), len(batch)
+            pending = writer.submit(_write, store, sentences, embedded, keys, found, paper_meta), len(batch)
             renew()
         if pending is not None:
             _stored(pending, bar)
     bar.close()
+
+
+def _write(store: IndexStore, sentences: SentenceWriter, embedded: list[tuple[Chunk, list[float]]],
+           keys: list[str], vectors: list[np.ndarray], paper_meta: dict[str, dict]) -> None:
+    """Store a batch: chunk vectors first, then the sentence vectors computed with them."""
+    if embedded:
+        store.add([c for c, _ in embedded], [v for _, v in embedded], paper_meta)
+    if keys:
+        sentences.add(keys, np.stack(vectors))
 
 
 def chunk_sentences(chunks: Sequence[Chunk]) -> list[str]:
@@ -252,30 +257,39 @@ def chunk_sentences(chunks: Sequence[Chunk]) -> list[str]:
     return list(dict.fromkeys(s for c in chunks for s in split_sentences(c.text)))
 
 
-def _sentence_keys(chunks: Sequence[Chunk], encoder: Encoder) -> set[str]:
+def _sentence_keys(chunks: Sequence[Chunk], encoder: MiniLMEncoder) -> set[str]:
     return {vector_key(ids) for ids in encoder.tokenize(chunk_sentences(chunks))}
 
 
-def _store_sentences(sentences: SentenceWriter, texts: list[str], encoder: Encoder, progress: bool,
-                     stop: threading.Event | None = None) -> set[str]:
-    """Embed and store the texts that are not stored yet, in batches (each one its own transaction,
-    so a killed run keeps what it wrote) until `stop` is set; returns the keys of those it stored."""
-    from tqdm import tqdm
+@dataclass(frozen=True)
+class SentenceSpan:
+    """Where a sentence whose vector is to be stored lies in its chunk's embedded text."""
 
-    added: set[str] = set()
-    with tqdm(total=len(texts), desc="Embedding sentences", unit="sentence", file=sys.stderr,
-              disable=not progress or not texts) as bar:
-        for start in range(0, len(texts), SENTENCE_BATCH):
-            if stop is not None and stop.is_set():
-                break
-            token_ids = {vector_key(ids): ids for ids in encoder.tokenize(texts[start:start + SENTENCE_BATCH])}
-            missing = sentences.missing(token_ids)
-            todo = [key for key in token_ids if key in missing]
-            if todo:
-                sentences.add(todo, encoder.encode_ids([token_ids[k] for k in todo]))
-                added.update(todo)
-            bar.update(len(texts[start:start + SENTENCE_BATCH]))
-    return added
+    key: str
+    start: int
+    end: int
+    token_ids: list[int]  # of the sentence alone, for when truncation cut it from the chunk
+
+
+def _sentence_spans(chunks: Sequence[Chunk], sentences: SentenceWriter,
+                    encoder: MiniLMEncoder) -> dict[str, list[SentenceSpan]]:
+    """By chunk id, the spans of the chunks' sentences not stored yet; a sentence that several chunks
+    hold is taken from the first of them (in corpus order)."""
+    texts = chunk_sentences(chunks)
+    token_ids = dict(zip(texts, encoder.tokenize(texts)))
+    keys = {text: vector_key(ids) for text, ids in token_ids.items()}
+    missing = sentences.missing(keys.values())
+    out: dict[str, list[SentenceSpan]] = {}
+    for chunk in chunks:
+        offset, cursor = len(chunk.embed_text) - len(chunk.text), 0
+        for text in split_sentences(chunk.text):
+            at = chunk.text.index(text, cursor)
+            cursor = at + len(text)
+            if keys[text] in missing:
+                missing.discard(keys[text])
+                out.setdefault(chunk.chunk_id, []).append(
+                    SentenceSpan(keys[text], offset + at, offset + cursor, token_ids[text]))
+    return out
 
 
 def _stored(write: tuple[Future, int], bar: Any) -> None:

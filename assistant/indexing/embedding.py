@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -89,6 +89,31 @@ class MiniLMEncoder:
     def encode_ids(self, token_ids: list[list[int]]) -> np.ndarray:
         """Embed already tokenised texts (see `tokenize`); same output as `encode`."""
         out = np.zeros((len(token_ids), DIMENSIONS), dtype=np.float32)
+        for batch, hidden, mask in self._hidden_states(token_ids):
+            out[batch] = _pooled(hidden, mask)
+        return out
+
+    def encode_spans(self, texts: list[str], spans: list[list[tuple[int, int]]]
+                     ) -> tuple[np.ndarray, list[list[np.ndarray | None]]]:
+        """Embed texts (as `encode`) and, from the same model pass, each character span of each text
+        ("late chunking"): the normalised mean of the span's token states in the context of the whole
+        text. A span cut off by truncation gets None."""
+        encodings = self.tokenizer.encode_batch(list(texts))
+        positions = [[_token_range(e.offsets, start, end) for start, end in text_spans]
+                     for e, text_spans in zip(encodings, spans)]
+        vectors = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+        span_vectors: list[list[np.ndarray | None]] = [[None] * len(s) for s in spans]
+        for batch, hidden, mask in self._hidden_states([e.ids for e in encodings]):
+            vectors[batch] = _pooled(hidden, mask)
+            for row, i in enumerate(batch):
+                for j, tokens in enumerate(positions[i]):
+                    if tokens is not None:
+                        state = hidden[row, tokens[0]:tokens[1]].mean(axis=0)
+                        span_vectors[i][j] = state / max(float(np.linalg.norm(state)), 1e-12)
+        return vectors, span_vectors
+
+    def _hidden_states(self, token_ids: list[list[int]]) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+        """The model's last hidden states for length-sorted batches: (indices, states, attention mask)."""
         lengths = [len(t) for t in token_ids]
         order = sorted(range(len(token_ids)), key=lengths.__getitem__)
         for batch in _length_batches(order, lengths):
@@ -100,11 +125,24 @@ class MiniLMEncoder:
                 mask[row, :lengths[i]] = 1
             hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
                                              "token_type_ids": np.zeros_like(ids)})[0]
-            summed = (hidden * mask[:, :, None]).sum(axis=1)
-            pooled = summed / np.clip(mask.sum(axis=1, keepdims=True), 1, None)
-            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-            out[batch] = pooled / np.clip(norms, 1e-12, None)
-        return out
+            yield batch, hidden, mask
+
+
+def _pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Unit-length mean of each row's unmasked token states."""
+    summed = (hidden * mask[:, :, None]).sum(axis=1)
+    pooled = summed / np.clip(mask.sum(axis=1, keepdims=True), 1, None)
+    return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+
+
+def _token_range(offsets: list[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
+    """Token positions [first, last) covering characters [start, end), None when truncation cut the
+    span (special tokens have empty offsets and are never inside)."""
+    inside = [i for i, (a, b) in enumerate(offsets) if b > a and a >= start and b <= end]
+    last_end = max((b for a, b in offsets if b > a), default=0)
+    if not inside or end > last_end:
+        return None
+    return inside[0], inside[-1] + 1
 
 
 def _length_batches(order: list[int], lengths: list[int]) -> list[list[int]]:

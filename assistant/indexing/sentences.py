@@ -2,15 +2,16 @@
 
 The extractive answerer and the citation checks compare the question with the sentences of the
 retrieved passages; embedding them at question time cost ~125 ms of a ~150 ms answer. The
-indexing run embeds each chunk's sentences once (with the same model, so the vectors are the ones
-the answerer would compute and answers stay identical) and keeps them here, keyed by a hash of
-the sentence's model token ids (`embedding.vector_key`): a sentence that several chunks or papers
+indexing run computes them from the model pass that embeds the chunks ("late chunking": a
+sentence's vector is the mean of its token states inside the first chunk that holds it, so it
+costs no model pass of its own; docs/performance.md) and keeps them here, keyed by a hash of the
+sentence's model token ids (`embedding.vector_key`): a sentence that several chunks or papers
 share is stored once, and a text that tokenises alike finds it. A sentence missing here is simply
-embedded at question time.
+embedded on its own at question time.
 
 One SQLite file per collection (WAL: the indexing run writes while answering processes read),
-tagged with the embedder and chunking ids like the Chroma collection; other tags mean it was made
-for other vectors and it is ignored and rebuilt.
+tagged with the embedder and chunking ids like the Chroma collection and with `METHOD`; other
+tags mean it was made for other vectors and it is ignored and rebuilt.
 """
 
 from __future__ import annotations
@@ -25,15 +26,17 @@ import numpy as np
 
 from .embedding import DIMENSIONS
 
+#: How the vectors are made; a file made otherwise (sentences embedded on their own, before) is rebuilt.
+METHOD = "late-chunking/first-chunk"
 _LOOKUP_BATCH = 500  # ids per SELECT (SQLite's limit on bound parameters is 32,766)
 
 
 class SentenceVectors:
-    """The sentence-vector file at `path` for vectors made as `tags` say. Thread-safe."""
+    """The sentence-vector file at `path` for vectors made as `tags` (and `METHOD`) say. Thread-safe."""
 
     def __init__(self, path: Path, tags: dict[str, str]) -> None:
         self.path = Path(path)
-        self.tags = json.dumps(tags, sort_keys=True)
+        self.tags = json.dumps({**tags, "sentences": METHOD}, sort_keys=True)
         self._lock = threading.Lock()
         self._reader: sqlite3.Connection | None = None
 
@@ -83,8 +86,8 @@ class SentenceVectors:
 
 class SentenceWriter:
     """Adds and prunes sentence vectors; each call is its own transaction, so a killed run keeps
-    what it wrote. Used from one thread at a time (the indexing run's main thread, or the one that
-    embeds sentences while it splits the abstracts)."""
+    what it wrote. Used from one thread at a time (the indexing run's main thread, and its writer
+    thread while the chunks are embedded)."""
 
     def __init__(self, path: Path, tags: str, fresh: bool) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
