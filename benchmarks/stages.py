@@ -44,27 +44,22 @@ def reindex(index_dir: str) -> dict:
 
 def embed_floor() -> dict:
     """The raw model alone on the texts a build embeds: session load + tokenise + run + pool, for
-    the chunk texts, then for their distinct sentences (stored for the answerer)."""
+    the chunk texts (the sentence vectors come out of the same pass, `MiniLMEncoder.encode_spans`)."""
     from assistant.corpus.parse import load_corpus
-    from assistant.indexing.build import chunk_sentences
     from assistant.indexing.chunking import chunk_papers
     from assistant.indexing.embedding import MiniLMEncoder
     from assistant.settings import Settings
 
     settings = Settings()
     chunks = chunk_papers(load_corpus().papers, settings.chunk_size, settings.chunk_overlap)
-    texts, sentences = [c.embed_text for c in chunks], chunk_sentences(chunks)
+    texts = [c.embed_text for c in chunks]
     t, cpu = time.perf_counter(), time.process_time()
     encoder = MiniLMEncoder()
     vectors = encoder.encode(texts)
-    chunks_s = time.perf_counter() - t
-    sentence_vectors = encoder.encode(sentences)
     seconds = time.perf_counter() - t
-    assert vectors.shape == (len(texts), 384) and sentence_vectors.shape == (len(sentences), 384)
-    return {"seconds": seconds, "cpu_s": time.process_time() - cpu, "chunks_s": chunks_s,
-            "sentences_s": seconds - chunks_s, "chunks": len(texts), "sentences": len(sentences),
-            "threads": encoder.threads, "tokens": _tokens(encoder, texts),
-            "sentence_tokens": _tokens(encoder, sentences)}
+    assert vectors.shape == (len(texts), 384)
+    return {"seconds": seconds, "cpu_s": time.process_time() - cpu, "chunks": len(texts),
+            "threads": encoder.threads, "tokens": _tokens(encoder, texts)}
 
 
 def llama_index_build(index_dir: str) -> dict:
