@@ -12,7 +12,6 @@ import re
 import select
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -24,14 +23,12 @@ import pytest
 
 from assistant import Assistant, IndexProblemError, Paper, Settings, cli
 from assistant.corpus.parse import load_corpus
-from assistant.indexing import build as build_module
 from assistant.indexing import store as store_module
 from assistant.indexing.build import EMBED_BATCH, _fingerprint
 from assistant.indexing.chunking import chunk_papers
 from assistant.indexing.index import PaperIndex
 from assistant.indexing.repair import segment_folders
 from assistant.indexing.store import INCOMPLETE
-from assistant.text import split_sentences
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "How does ShadowKV cut KV-cache memory?"
@@ -59,8 +56,7 @@ def top_title(answer: object) -> str:
 
 # -- a killed run, two runs at once --------------------------------------------------------------
 def progress_until(proc: subprocess.Popen[bytes], at_least: int, timeout_s: float = 300) -> tuple[int, int]:
-    """Read the chunks' progress bar on the child's stderr until it shows `at_least` chunks written
-    (sentences are embedded, with a bar of their own, before and after the chunks)."""
+    """Read the chunks' progress bar on the child's stderr until it shows `at_least` chunks written."""
     seen, deadline = b"", time.monotonic() + timeout_s
     assert proc.stderr is not None
     while time.monotonic() < deadline:
@@ -124,39 +120,6 @@ def test_second_index_run_is_refused_while_one_is_writing(tmp_path: Path, small_
     assert done.stderr == f"error: another `assistant index` run is writing to {index}; wait for it to finish\n"
     with PaperIndex(settings).lock():
         pass  # released
-
-
-def test_a_split_that_fails_stops_the_sentences_embedded_meanwhile(tmp_path: Path, bundled_papers: list[Paper],
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """The model embeds the abstracts' sentences while they are split into chunks: when the split
-    fails, the run fails with its error after the batch in hand, keeps what it stored, and the next
-    run finishes the index."""
-    corpus = write_jsonl(tmp_path / "papers.jsonl", bundled_papers[:120])
-    settings = own_settings(tmp_path / "index")
-    index = PaperIndex(settings)
-    sentences = len({s for p in bundled_papers[:120] for s in split_sentences(p.abstract)})
-
-    def stored() -> int:
-        try:
-            with sqlite3.connect(index.sentences.path) as db:
-                return db.execute("SELECT count(*) FROM sentences").fetchone()[0]
-        except sqlite3.Error:
-            return 0
-
-    def failing_split(*args: object, **kwargs: object) -> None:
-        deadline = time.monotonic() + 300
-        while stored() == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        raise OSError("the chunk cache's disk went away")
-
-    monkeypatch.setattr(build_module, "chunk_papers", failing_split)
-    with pytest.raises(OSError, match="the chunk cache's disk went away"):
-        index.build([corpus], progress=False)
-    assert 0 < stored() <= 2 * build_module.SENTENCE_BATCH < sentences
-    monkeypatch.undo()
-
-    report = PaperIndex(settings).build([corpus], progress=False)
-    assert report.added == report.chunks > 120 and PaperIndex(settings).ready()
 
 
 # -- a damaged index folder -----------------------------------------------------------------------
