@@ -243,6 +243,10 @@ def test_late_chunking_pools_each_span_inside_its_text(encoder: MiniLMEncoder) -
     assert float(alone[0] @ pooled[0][0]) > float(alone[1] @ pooled[0][0])
     assert 0.5 < float(alone[1] @ pooled[0][1]) < 0.999
 
+    cached_vectors, cached_pooled = CachedEncoder(encoder).encode_spans([text], [spans])  # as the build calls it
+    np.testing.assert_allclose(cached_vectors, vectors[:1], atol=1e-6)
+    np.testing.assert_allclose(np.stack(cached_pooled[0]), np.stack(pooled[0]), atol=1e-6)
+
     long_text = "Tokens " * 300 + "The end."
     _, cut = encoder.encode_spans([long_text], [[(0, 6), (long_text.index("The end."), len(long_text))]])
     assert cut[0][0] is not None and cut[0][1] is None, "a span truncation cut off has no vector"

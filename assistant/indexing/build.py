@@ -27,7 +27,7 @@ from ..text import split_sentences
 from . import keyword
 from .catalog import PaperCatalog
 from .chunking import chunk_papers
-from .embedding import MiniLMEncoder, vector_key
+from .embedding import Encoder, vector_key
 from .repair import remove_index_files
 from .sentences import SentenceWriter
 from .store import INCOMPLETE, IndexStore
@@ -95,7 +95,7 @@ def _fingerprint(chunks: Sequence[Chunk]) -> str:
 
 
 def build(index: PaperIndex, paths: Sequence[str | Path] = (), *, rebuild: bool = False,
-          progress: bool = True, encoder: MiniLMEncoder) -> IndexReport:
+          progress: bool = True, encoder: Encoder) -> IndexReport:
     """The indexing run (see `PaperIndex.build`), under the index's writer lock."""
     settings = index.settings
     report = IndexReport()
@@ -202,7 +202,7 @@ def _emptied(index: PaperIndex, progress: bool) -> list[str]:
 
 def _embed_and_store(store: IndexStore, sentences: SentenceWriter, todo: list[Chunk],
                      spans: dict[str, list[SentenceSpan]], chunks: Sequence[Chunk], paper_meta: dict[str, dict],
-                     encoder: MiniLMEncoder, progress: bool, renew: Callable[[], None]) -> None:
+                     encoder: Encoder, progress: bool, renew: Callable[[], None]) -> None:
     """Embed the `todo` chunks and, from the same model pass, the sentences `spans` places in them
     or in other chunks (late chunking: a sentence's vector is the mean of its token states inside
     the chunk). Length-sorted batches; a writer thread stores each batch while the next one is
@@ -257,7 +257,7 @@ def chunk_sentences(chunks: Sequence[Chunk]) -> list[str]:
     return list(dict.fromkeys(s for c in chunks for s in split_sentences(c.text)))
 
 
-def _sentence_keys(chunks: Sequence[Chunk], encoder: MiniLMEncoder) -> set[str]:
+def _sentence_keys(chunks: Sequence[Chunk], encoder: Encoder) -> set[str]:
     return {vector_key(ids) for ids in encoder.tokenize(chunk_sentences(chunks))}
 
 
@@ -272,7 +272,7 @@ class SentenceSpan:
 
 
 def _sentence_spans(chunks: Sequence[Chunk], sentences: SentenceWriter,
-                    encoder: MiniLMEncoder) -> dict[str, list[SentenceSpan]]:
+                    encoder: Encoder) -> dict[str, list[SentenceSpan]]:
     """By chunk id, the spans of the chunks' sentences not stored yet; a sentence that several chunks
     hold is taken from the first of them (in corpus order)."""
     texts = chunk_sentences(chunks)

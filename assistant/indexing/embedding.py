@@ -38,6 +38,9 @@ class Encoder(Protocol):
 
     def encode_ids(self, token_ids: list[list[int]]) -> np.ndarray: ...
 
+    def encode_spans(self, texts: list[str], spans: list[list[tuple[int, int]]]
+                     ) -> tuple[np.ndarray, list[list[np.ndarray | None]]]: ...
+
 
 def tokenizer_path() -> Path:
     """The bundled tokenizer.json of all-MiniLM-L6-v2."""
@@ -206,6 +209,16 @@ class CachedEncoder:
     def encode_ids(self, token_ids: list[list[int]]) -> np.ndarray:
         """Like `MiniLMEncoder.encode_ids`, embedding only the token sequences not seen before."""
         return self._vectors([tuple(ids) for ids in token_ids])
+
+    def encode_spans(self, texts: list[str], spans: list[list[tuple[int, int]]]
+                     ) -> tuple[np.ndarray, list[list[np.ndarray | None]]]:
+        """Like `MiniLMEncoder.encode_spans`; when no text has a span, the texts' vectors come from
+        the cache where they can (e.g. vectors handed over with `remember`)."""
+        if any(spans):
+            vectors, pooled = self.encoder.encode_spans(texts, spans)
+            self._keep(dict(zip(self._tokenize(texts), vectors)))
+            return vectors, pooled
+        return self.encode(texts), [[] for _ in texts]
 
     def _vectors(self, keys: list[tuple[int, ...]]) -> np.ndarray:
         if not keys:

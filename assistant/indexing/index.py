@@ -26,7 +26,7 @@ from ..settings import Settings
 from .build import IndexReport, build
 from .catalog import PaperCatalog
 from .chunking import chunking_id
-from .embedding import EMBEDDER_ID, MiniLMEncoder
+from .embedding import EMBEDDER_ID, Encoder, MiniLMEncoder
 from .keyword import KeywordIndex, KeywordSearch, catch_up
 from .repair import half_deleted
 from .sentences import SentenceVectors
@@ -62,7 +62,7 @@ class PaperIndex:
     """One index (embedded folder or Chroma server collection) and everything kept beside it.
     Thread-safe; `encoder` embeds chunks when building (the MiniLM model unless given)."""
 
-    def __init__(self, settings: Settings, encoder: MiniLMEncoder | None = None) -> None:
+    def __init__(self, settings: Settings, encoder: Encoder | None = None) -> None:
         self.settings = settings
         self._encoder = encoder
         self._lock = threading.RLock()
