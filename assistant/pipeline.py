@@ -110,6 +110,11 @@ class Assistant:
                        dense=round(h.dense, 4), keyword=round(h.keyword, 4))
                 for n, (h, cid) in enumerate(zip(hits, best_chunks), start=1)]
 
+    def load_sentence_vectors(self, sources: list[Source]) -> None:
+        """Put the sources' sentence vectors, computed when indexing, in the encoder's cache: the
+        answerer and the citation checks then embed none of them."""
+        self.encoder.preload([s for src in sources for s in split_sentences(src.text)], self.index.sentences.get)
+
     def answer(self, question: str, *, backend: str | None = None, top_k: int | None = None,
                retrieval: str | None = None, history: Sequence[Answer] = (),
                filters: PaperFilter | Mapping[str, Any] | None = None) -> Answer:
@@ -146,8 +151,7 @@ class Assistant:
             if not within.papers:
                 return _nothing_matches(question, answerer.name, applied, started)
         sources = answerer.fit_sources(asked, self.retrieve(asked, top_k, retrieval, within))
-        # The sources' sentence vectors were computed when indexing: answering and checking embed none.
-        self.encoder.preload([s for src in sources for s in split_sentences(src.text)], self.index.sentences.get)
+        self.load_sentence_vectors(sources)
         retrieved = time.perf_counter()
 
         def check(text: str) -> Answer:

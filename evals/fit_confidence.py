@@ -30,7 +30,6 @@ from assistant import Assistant, Settings  # noqa: E402
 from assistant.answering.evidence import FEATURES, MODEL_FILE, ConfidenceModel, EvidenceAssessor  # noqa: E402
 from assistant.evals.dataset import EvalQuestion, load_eval_set  # noqa: E402
 from assistant.evals.metrics import evidence_answers  # noqa: E402
-from assistant.text import split_sentences  # noqa: E402
 
 TRAIN = [HERE / "generated" / "train.jsonl", HERE / "train.jsonl"]
 DEV = [HERE / "generated" / "dev.jsonl", HERE / "dev.jsonl"]
@@ -45,9 +44,7 @@ def observe(assistant: Assistant, assessor: EvidenceAssessor,
     rows, labels, answerable = [], [], []
     for q in questions:
         sources = assistant.retrieve(q.question)
-        # As answering does: the sources' sentence vectors are the ones the index stored.
-        assistant.encoder.preload([s for src in sources for s in split_sentences(src.text)],
-                                  assistant.index.sentences.get)
+        assistant.load_sentence_vectors(sources)  # as answering does: the vectors the index stored
         evidence = assessor.assess(q.question, sources)
         rows.append([evidence.features[name] for name in FEATURES])
         labels.append(float(evidence_answers(sources, q.gold_titles, q.answer_keywords)))
