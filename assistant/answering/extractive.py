@@ -40,13 +40,15 @@ MAX_PAPERS = 6
 KEY_POINT_RELATIVE = 0.8
 
 _REFERENCE = re.compile(r"\[\d+(?:\s*[,;–-]\s*\d+)*\]")
-_INTRO = re.compile(r"\b(we|this paper|this work|this thesis)\s+(present|propose|introduce|develop|design|"
-                    r"build|release|describe|discover)(?:s|d|ed)?\b|\bwe call\b|\bcalled\b|\bnamed\b", re.I)
+#: The verbs with which a paper puts forward what it contributes ("we present …", "this work proposes …").
+_PUTS_FORWARD = "present|propose|introduce|develop|design|build"
+_INTRO = re.compile(rf"\b(we|this paper|this work|this thesis)\s+({_PUTS_FORWARD}|release|describe|discover)"
+                    r"(?:s|d|ed)?\b|\bwe call\b|\bcalled\b|\bnamed\b", re.I)
 #: What a paper that introduces nothing contributes: its finding ("we show that …").
 _FINDING = re.compile(r"\b(?:we|this paper|this work|this thesis)\s+(?:show|argue|demonstrate|find|found)s?\s+that\b",
                       re.I)
 #: "we introduce ShadowKV, a high-throughput … system that …" → name, then the defining clause.
-_DEFINES = re.compile(r"\b(?:we|this paper|this work)\s+(?:present|propose|introduce|develop|design|build)s?\s+"
+_DEFINES = re.compile(rf"\b(?:we|this paper|this work)\s+(?:{_PUTS_FORWARD})s?\s+"
                       r"(?P<name>[^,;:]{1,60}?),\s+(?P<clause>(?:a|an|the)\s+[^;]+?)\s*[.!]?$", re.I)
 #: An acronym a title spells out: "Inference-Time Decomposition of Activations (ITDA)".
 _TITLE_ACRONYM = re.compile(r"\(([A-Z][A-Za-z0-9-]*[A-Z0-9][A-Za-z0-9-]*)\)")
