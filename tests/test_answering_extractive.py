@@ -14,6 +14,9 @@ import pytest
 from assistant import Answer, Assistant
 from assistant.answering.citations import MARKER, REFUSAL
 from assistant.answering.evidence import FEATURES, MODEL_FILE, ConfidenceModel
+from assistant.answering.extractive import paper_name
+from assistant.corpus.parse import load_corpus
+from assistant.models import Source
 from assistant.text import named_things, names_system_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,6 +128,28 @@ def test_which_paper_answers_say_the_name_the_paper_coins(assistant: Assistant) 
     assert not malloc.refused
     assert malloc.citations[0].title == "Optimizing Memory Mapping Using Deep Reinforcement Learning"
     _quoted_spans_are_verbatim(lion)
+
+
+@pytest.mark.parametrize(("title_start", "name"), [
+    ("Exploring the Role of Large Language Models in Prompt Encoding", "LI-DiT"),  # "we further design … (LI-DiT)"
+    ("MetaFormer Is Actually What You Need", "PoolFormer"),  # "termed as PoolFormer"
+    ("MIMO Is All You Need", "MIMO-VP"),  # "namely MIMO-VP"
+    ("With Greater Text Comes Greater Necessity", "Temp-Lora"),  # "Our proposed method, Temp-Lora, …"
+    ("Online Speculative Decoding", "OSD"),  # "We introduce online speculative decoding (OSD)"
+    ("Scaling Test-Time Inference with Policy-Optimized", None),  # "a … framework for enhancing … (RAG)": not theirs
+])
+def test_paper_name_finds_the_name_an_abstract_coins(title_start: str, name: str | None) -> None:
+    paper = next(p for p in load_corpus().papers if p.title.startswith(title_start))
+    source = Source(n=1, title=paper.title, paper_id=paper.paper_id, text=paper.abstract, score=1.0)
+    assert paper_name(source) == name
+
+
+def test_a_figure_question_quotes_the_measurement_not_a_digit_of_a_name(assistant: Assistant) -> None:
+    """"H_2" is a name, not a figure: the answer quotes the sentence that states the share."""
+    answer = assistant.answer("What share of heavy-hitter tokens does H2O keep in its reported implementation?")
+    assert not answer.refused and "20%" in answer.text, answer.text
+    assert answer.citations[0].title.startswith("H_2O")
+    _quoted_spans_are_verbatim(answer)
 
 
 def test_named_things_and_system_names() -> None:

@@ -52,10 +52,15 @@ _DEFINES = re.compile(rf"\b(?:we|this paper|this work)\s+(?:{_PUTS_FORWARD})s?\s
                       r"(?P<name>[^,;:]{1,60}?),\s+(?P<clause>(?:a|an|the)\s+[^;]+?)\s*[.!]?$", re.I)
 #: An acronym a title spells out: "Inference-Time Decomposition of Activations (ITDA)".
 _TITLE_ACRONYM = re.compile(r"\(([A-Z][A-Za-z0-9-]*[A-Z0-9][A-Za-z0-9-]*)\)")
-#: A name an abstract coins: "called X", "dubbed X", or "X (Expanded Name)" with a name-shaped X.
-_COINED = re.compile(r"\b(?:called|dubbed|named|termed|coined)\s+(?P<name>[A-Za-z]\w*[A-Z0-9][\w-]*)|"
+#: A name an abstract coins: "called X", "termed as X", "namely X", "our proposed method, X",
+#: "X (Expanded Name)" with a name-shaped X, or "we (further) design an Expanded Name (X)".
+_COINED = re.compile(r"\b(?:called|dubbed|named|termed|coined|namely)\s+(?:as\s+)?(?P<name>[A-Za-z]\w*[A-Z0-9][\w-]*)|"
                      r"(?:(?P<name2>[A-Z][a-z]*[A-Z][\w-]*)|,\s+(?P<name3>[A-Z][a-z]{2,}))"
-                     r"\s+\((?:[A-Z][\w-]*\s+){1,5}[A-Z][\w-]*\)")
+                     r"\s+\((?:[A-Z][\w-]*\s+){1,5}[A-Z][\w-]*\)|"
+                     r"\b(?i:our proposed (?:\w+ )?(?:method|approach|model|framework|system|algorithm|technique)),?\s+"
+                     r"(?P<name4>[A-Z][\w-]*[A-Z0-9][\w-]*)|"
+                     rf"\b(?i:we|this paper|this work)\s+(?:\w+\s+)?(?i:{_PUTS_FORWARD})s?\s+"
+                     r"(?i:(?:a|an|the|novel|new)\s+)*(?:[\w-]+\s+){1,4}?\((?P<name5>[A-Z][A-Za-z0-9_-]*[A-Z0-9][A-Za-z0-9_-]*)\)")
 #: "What problem does X solve?", "why X?": asks for the problem a paper takes on.
 _ASKS_PROBLEM = re.compile(r"\b(?:problems?|challenges?|motivat\w*|why)\b", re.I)
 #: A sentence that states a problem ("… posing challenges for …", "… fail to …").
@@ -63,6 +68,14 @@ _PROBLEM = re.compile(r"\b(?:challeng\w*|problems?|bottlenecks?|limit\w*|fail\w*
 _UNIT = re.compile(r"[%×xX]|times|fold")
 #: A measurement's unit: "78ms", "3.1 GB", "9 hours".
 _MEASUREMENT = r"ms|s|GB|MB|KB|TB|GiB|MiB|hours?|minutes?|days?"
+#: A number on its own: not part of a name ("LLaMA-2", "H_2", "A100") nor a year.
+_COUNT = re.compile(r"(?<![\w.-])(?!(?:19|20)\d\d\b)\d+(?:[.,]\d+)*[KMB]?(?![\w-]*[A-Za-z_])")
+_COUNTING = re.compile(r"\bhow many\b", re.I)
+#: The unit a question implies for its figure: (what the question says, the unit of the figure).
+_UNITS_ASKED = [
+    (re.compile(r"\b(?:share|percent\w*|fraction|proportion|accuracy|rate)\b", re.I), re.compile(r"%")),
+    (re.compile(r"\b(?:faster|speed-?ups?|times)\b", re.I), re.compile(r"[×xX]|times|fold")),
+]
 _QUALIFIER = re.compile(r"^(?:up to|over|about|nearly|more than)\s")
 _FIGURE = re.compile(r"(?<![\w.-])(?:up to |over |about |nearly |more than )?\d+(?:[.,]\d+)*\s?(?:%|×|x|X|times|"
                      rf"-fold|fold|{_MEASUREMENT})(?![A-Za-z])|(?<![\w.-])\d+(?:[.,]\d+)+(?![\w.])")
@@ -117,7 +130,7 @@ class ExtractiveAnswerer:
         if asked:
             candidates = [c for c in candidates if asked <= set(terms(c.text + " " + c.source.title))] or candidates
         if wants_figure(question):
-            candidates = [c for c in candidates if has_figure(c.text)] or candidates
+            candidates = _stating_figures(question, candidates)
         if kind == "list":
             chosen = _select_list(candidates, evidence.relevance, lambda text: self.assessor.coverage(question, text),
                                   wants_figure(question))
@@ -128,6 +141,27 @@ class ExtractiveAnswerer:
         if is_bare_subject(question) and names_system_of(question, best.source.title):
             return _render_overview(question, best.source) or _render_single(best, candidates)
         return _render_single(best, candidates)
+
+
+def _stating_figures(question: str, candidates: list[Candidate]) -> list[Candidate]:
+    """The candidates that state a figure, the best paper's first; within that paper, those that
+    state the kind asked for first: a figure in the unit the question implies ("what share" → %,
+    "how much faster" → ×), a measurement (a unit or a decimal: "20%", "3.04×", "0.754") unless the
+    question counts something ("how many GPUs" → "128"), then a number on its own (not the "2" of
+    "LLaMA-2" or "H_2")."""
+    stating = [c for c in candidates if has_figure(c.text)] or candidates
+    best_paper = [c for c in stating if c.source.n == stating[0].source.n]
+    tiers: list[Callable[[str], bool]] = [lambda text: _COUNT.search(text) is not None]
+    if not _COUNTING.search(question):
+        tiers.insert(0, lambda text: _FIGURE.search(text) is not None)
+    for asked, unit in _UNITS_ASKED:
+        if asked.search(question):
+            tiers.insert(0, lambda text, unit=unit: any(unit.search(m.group()) for m in _FIGURE.finditer(text)))
+    for states in tiers:
+        found = [c for c in best_paper if states(c.text)]
+        if found:
+            return found + [c for c in stating if c not in found]
+    return stating
 
 
 def _select_list(candidates: list[Candidate], relevance: dict[int, float], coverage: Callable[[str], float],
@@ -175,7 +209,7 @@ def paper_name(source: Source) -> str | None:
             return defined.group("name").strip()
         coined = _COINED.search(sentence)
         if coined:
-            return coined.group("name") or coined.group("name2") or coined.group("name3")
+            return next(name for name in coined.groups() if name)
     return None
 
 
