@@ -156,12 +156,17 @@ def _stating_figures(question: str, candidates: list[Candidate]) -> list[Candida
         tiers.insert(0, lambda text: _FIGURE.search(text) is not None)
     for asked, unit in _UNITS_ASKED:
         if asked.search(question):
-            tiers.insert(0, lambda text, unit=unit: any(unit.search(m.group()) for m in _FIGURE.finditer(text)))
+            tiers.insert(0, _figure_in(unit))
     for states in tiers:
         found = [c for c in best_paper if states(c.text)]
         if found:
             return found + [c for c in stating if c not in found]
     return stating
+
+
+def _figure_in(unit: re.Pattern[str]) -> Callable[[str], bool]:
+    """Whether a text states a figure in this unit."""
+    return lambda text: any(unit.search(m.group()) for m in _FIGURE.finditer(text))
 
 
 def _select_list(candidates: list[Candidate], relevance: dict[int, float], coverage: Callable[[str], float],
