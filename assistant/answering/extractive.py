@@ -269,8 +269,8 @@ def _definition(defined: tuple[str, str], n: int) -> str:
 
 def _render_overview(question: str, source: Source) -> str | None:
     """What a paper is, for a question that only names it: its definition (or the sentence that
-    introduces it), the sentence after it when it says more, and its first result with a figure;
-    led by the problem it states when the question asks for that."""
+    introduces it), led by the problem it states when the question asks for that; then, under the
+    paper's title, the sentence after it when it says more and its first result with a figure."""
     sentences = [s for s in split_sentences(source.text) if len(s.split()) >= MIN_SENTENCE_WORDS]
     n = source.n
     defined = defining_clause(source)
@@ -285,8 +285,8 @@ def _render_overview(question: str, source: Source) -> str | None:
     after = sentences[sentences.index(intro) + 1:]
     more = [s for s in after[:1] if not BACKGROUND.match(s) and not has_figure(s) and not _REFERENCE.search(s)]
     result = next((s for s in after if has_figure(s) and not _REFERENCE.search(s)), None)
-    quotes = [s for s in (*more, result) if s and not _redundant(s, intro)]
-    return " ".join([lead, *(_with_marker(s, n) for s in quotes)])
+    quotes = " ".join(_with_marker(s, n) for s in (*more, result) if s and not _redundant(s, intro))
+    return f'{lead}\n\n"{source.title}" [{n}]: {quotes}' if quotes else lead
 
 
 def _render_numeric(question: str, best: Candidate, candidates: list[Candidate]) -> str:
