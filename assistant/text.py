@@ -92,8 +92,10 @@ def _token(word: str) -> str:
     return _EDGE.sub("", word).casefold()
 
 
-#: Quantities that look like names: "1B-parameter", "2k-32k-word", "1.6-trillion-parameter", "4-bit", "2D", "7B".
-_NOT_A_NAME = re.compile(r"\d[\d.,]*[a-zA-Z]{0,2}(?:-\d[\d.,]*[a-zA-Z]{0,2})*-[a-z-]+|\d[\d.,]*[a-zA-Z]{1,2}")
+#: Quantities that look like names: "1B-parameter", "2k-32k-word", "1.6-trillion-parameter", "4-bit", "2D", "7B",
+#: "10k+".
+_NOT_A_NAME = re.compile(r"\d[\d.,]*[a-zA-Z]{0,2}(?:-\d[\d.,]*[a-zA-Z]{0,2})*-[a-z-]+|\d[\d.,]*[a-zA-Z]{0,2}\+|"
+                         r"\d[\d.,]*[a-zA-Z]{1,2}")
 #: A descriptor glued to a name: "a MuZero-style agent", "Llama-2-based models" name MuZero, Llama-2.
 _DESCRIPTOR = re.compile(r"-(?:style|like|based|inspired|type|sized|scale|level|specific|driven|powered|centric|"
                          r"enabled|augmented|accelerated)$",
@@ -142,3 +144,27 @@ def names_system_of(question: str, title: str) -> bool:
     "TransMLA: Multi-head Latent Attention …")."""
     name = system_name(title)
     return name is not None and set(name.casefold().split()) <= set(named_things(question))
+
+
+VERSIONED = re.compile(r"\d|\+")
+
+
+def mentions(text: str, name: str) -> bool:
+    """Whether `text` mentions `name`: as a whole word (case-folded) when the name carries a
+    version (digits, '+'), else by its stemmed terms ("CNNs" ~ "CNN", "KV-cache" ~ "KV cache") or,
+    for a name of 4+ letters, inside a longer name ("MuZero" in "mallocMuZero")."""
+    if VERSIONED.search(name):
+        return re.search(rf"(?<![\w+-]){re.escape(name)}(?![\w+]|-\w)", text.casefold()) is not None
+    wanted = set(terms(name))
+    if wanted and wanted <= _terms_of(text):
+        return True
+    return len(name) >= 4 and name.isalpha() and re.search(rf"[a-z]{re.escape(name)}|{re.escape(name)}[a-z]",
+                                                           text.casefold()) is not None
+
+
+@lru_cache(maxsize=1024)
+def _terms_of(text: str) -> frozenset[str]:
+    """The stemmed terms of a passage, singular forms added ("GPUs" mentions the "GPU" of "how many
+    GPUs"); cached: every name of a question is looked up in the same few passages."""
+    present = set(terms(text))
+    return frozenset(present | {t[:-1] for t in present if t.endswith("s")})

@@ -156,6 +156,7 @@ def test_named_things_and_system_names() -> None:
     assert named_things("what does lserve-3 do") == ["lserve-3"]
     assert named_things("a MuZero-style agent on Llama-2-based models") == ["muzero", "llama-2"]
     assert named_things("What accuracy do FlashAttention-enabled models reach?") == ["flashattention"]
+    assert named_things("can llms write 10k+ words") == []  # a quantity, not a version of a name
     assert "shadowkv" in named_things("How does ShadowKV cut KV-cache memory?")
     assert named_things("What is a good sourdough recipe?") == []
     assert names_system_of("what is transmla", TRANSMLA)

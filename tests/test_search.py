@@ -27,6 +27,17 @@ def test_paraphrased_question_ranks_the_paper_first(assistant: Assistant, questi
     assert sources[0].title == title
 
 
+@pytest.mark.parametrize(("question", "title_start"), [
+    ("How fast is Lite-LLM4Rec at inference?", "Rethinking Large Language Model Architectures"),
+    ("does PrFlashAttention lose accuracy", "The Nature of Mathematical Modeling"),
+])
+def test_a_paper_that_mentions_a_name_few_papers_mention_ranks_first(assistant: Assistant, question: str,
+                                                                     title_start: str) -> None:
+    """The name is in the paper's abstract, not its title: without the mention bonus, papers that
+    are closer to the rest of the question in meaning ranked above it."""
+    assert assistant.retrieve(question, top_k=5)[0].title.startswith(title_start)
+
+
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
 def test_every_mode_returns_distinct_papers_with_scores(assistant: Assistant, mode: str) -> None:
     sources = assistant.retrieve("speculative decoding with a draft model", top_k=8, retrieval=mode)

@@ -20,14 +20,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from ..models import Source
-from ..text import named_things, numbers, split_sentences, terms
+from ..text import VERSIONED, mentions, named_things, numbers, split_sentences, terms
 
 Encode = Callable[[list[str]], np.ndarray]
 MODEL_FILE = Path(__file__).with_name("confidence_model.json")
@@ -77,7 +77,9 @@ BACKGROUND = re.compile(r"(However|Despite|While|Although|Existing|Current|Recen
 #: Words that frame a question rather than say what it is about ("what problem does X solve").
 _FRAME_TERMS = frozenset(terms("problem problems solve solves work works do tell explain describe summary summarize "
                                "mean means idea main key purpose goal contribution contributions about info "
-                               "anything something papers paper study"))
+                               "anything something papers paper study "
+                               # what any figure satisfies: "what compression ratio does X reach" ~ "20x compression"
+                               "reach reaches achieve achieves get gets obtain obtains ratio factor number amount"))
 
 
 #: "Which papers …", "any work on …", "papers on …": a question asking for several papers.
@@ -126,29 +128,8 @@ def has_figure(sentence: str) -> bool:
                for n in numbers(sentence))
 
 
-_VERSIONED = re.compile(r"\d|\+")
-
-
-def _mentions(text: str, name: str) -> bool:
-    """Whether `text` mentions `name`: as a whole word (case-folded) when the name carries a
-    version (digits, '+'), else by its stemmed terms ("CNNs" ~ "CNN", "KV-cache" ~ "KV cache") or,
-    for a name of 4+ letters, inside a longer name ("MuZero" in "mallocMuZero")."""
-    if _VERSIONED.search(name):
-        return re.search(rf"(?<![\w+-]){re.escape(name)}(?![\w+]|-\w)", text.casefold()) is not None
-    wanted = set(terms(name))
-    if wanted and wanted <= _terms_of(text):
-        return True
-    return len(name) >= 4 and name.isalpha() and re.search(rf"[a-z]{re.escape(name)}|{re.escape(name)}[a-z]",
-                                                           text.casefold()) is not None
-
-
-@lru_cache(maxsize=1024)
-def _terms_of(text: str) -> frozenset[str]:
-    """The stemmed terms of a passage, singular forms added ("GPUs" mentions the "GPU" of "how many
-    GPUs"); cached: every name of a question is looked up in the same few passages."""
-    present = set(terms(text))
-    return frozenset(present | {t[:-1] for t in present if t.endswith("s")})
-
+#: A number on its own: not part of a name ("LLaMA-2", "H_2", "A100") nor a year.
+STANDALONE_NUMBER = re.compile(r"(?<![\w.-])(?!(?:19|20)\d\d\b)\d+(?:[.,]\d+)*[KMB]?(?![\w-]*[A-Za-z_])")
 
 @dataclass
 class Candidate:
@@ -187,6 +168,10 @@ FEATURES = {
     "asks_list": "1 if the question asks for several papers ('which papers …', 'papers on …')",
     "covering_share": "share of the retrieved papers whose title + passage hold at least half of the "
                       "question's IDF-weighted content terms",
+    "rest_in_sentence": "IDF-weighted share of the question's terms that are neither named things nor "
+                        "question frames found together in one sentence of the top paper; 1 when there are none",
+    "rest_in_figure_sentence": "for a question asking for a figure, the same share over the sentences of the "
+                               "two best papers that state a number on its own; 1 for other questions",
 }
 
 
@@ -324,10 +309,11 @@ class EvidenceAssessor:
         name_terms = {t for n in names for t in terms(n)}
         rest = [t for t in set(terms(question)) if t not in name_terms and t not in _FRAME_TERMS]
         vocabulary = self.vocabulary()
-        found = [any(_mentions(f"{s.title} {s.text}", n) for s in sources) for n in names]
+        found = [any(mentions(f"{s.title} {s.text}", n) for s in sources) for n in names]
         unknown = [not f and not (terms(n) and all(vocabulary.knows(t) for t in terms(n)))  # "пингвин": no terms
                    for n, f in zip(names, found)]
         top_text = f"{sources[0].title} {sources[0].text}"
+        rest_weights = {t: weights[t] for t in rest}
         asked = asked_terms(question)
         figure = wants_figure(question)
         best_two = {s.n for s in sources[:2]}
@@ -342,8 +328,8 @@ class EvidenceAssessor:
             "rest_coverage_top": self.coverage(" ".join(rest), top_text) if rest else 1.0,
             "named": float(bool(names)),
             "named_missing": float(any(unknown)),
-            "version_missing": float(any(not f and _VERSIONED.search(n) for n, f in zip(names, found))),
-            "named_in_top": sum(_mentions(top_text, n) for n in names) / len(names) if names else 0.0,
+            "version_missing": float(any(not f and VERSIONED.search(n) for n, f in zip(names, found))),
+            "named_in_top": sum(mentions(top_text, n) for n in names) / len(names) if names else 0.0,
             "asks_attribute": float(bool(asked)),
             "attribute_missing": float(bool(asked) and not any(
                 asked <= set(terms(c.text + " " + c.source.title)) for c in candidates)),
@@ -353,7 +339,16 @@ class EvidenceAssessor:
             "question_terms": math.log1p(len(terms(question))),
             "asks_list": float(listing),
             "covering_share": sum(c >= 0.5 for c in cover) / len(cover),
+            "rest_in_sentence": _best_share(rest_weights, split_sentences(sources[0].text)) if rest else 1.0,
+            "rest_in_figure_sentence": _best_share(rest_weights, [
+                s for src in sources if src.n in best_two for s in split_sentences(src.text)
+                if STANDALONE_NUMBER.search(s)]) if figure and rest else 1.0,
         }
+
+
+def _best_share(weights: dict[str, float], sentences: list[str]) -> float:
+    """The best `_share` of any one sentence (0 when there are none)."""
+    return max((_share(weights, set(terms(s))) for s in sentences), default=0.0)
 
 
 def _share(weights: dict[str, float], present: set[str]) -> float:

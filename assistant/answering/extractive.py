@@ -24,6 +24,7 @@ from .citations import REFUSAL
 from .evidence import (
     BACKGROUND,
     MIN_SENTENCE_WORDS,
+    STANDALONE_NUMBER,
     Candidate,
     EvidenceAssessor,
     asked_terms,
@@ -68,8 +69,6 @@ _PROBLEM = re.compile(r"\b(?:challeng\w*|problems?|bottlenecks?|limit\w*|fail\w*
 _UNIT = re.compile(r"[%×xX]|times|fold")
 #: A measurement's unit: "78ms", "3.1 GB", "9 hours".
 _MEASUREMENT = r"ms|s|GB|MB|KB|TB|GiB|MiB|hours?|minutes?|days?"
-#: A number on its own: not part of a name ("LLaMA-2", "H_2", "A100") nor a year.
-_COUNT = re.compile(r"(?<![\w.-])(?!(?:19|20)\d\d\b)\d+(?:[.,]\d+)*[KMB]?(?![\w-]*[A-Za-z_])")
 _COUNTING = re.compile(r"\bhow many\b", re.I)
 #: The unit a question implies for its figure: (what the question says, the unit of the figure).
 _UNITS_ASKED = [
@@ -151,7 +150,7 @@ def _stating_figures(question: str, candidates: list[Candidate]) -> list[Candida
     "LLaMA-2" or "H_2")."""
     stating = [c for c in candidates if has_figure(c.text)] or candidates
     best_paper = [c for c in stating if c.source.n == stating[0].source.n]
-    tiers: list[Callable[[str], bool]] = [lambda text: _COUNT.search(text) is not None]
+    tiers: list[Callable[[str], bool]] = [lambda text: STANDALONE_NUMBER.search(text) is not None]
     if not _COUNTING.search(question):
         tiers.insert(0, lambda text: _FIGURE.search(text) is not None)
     for asked, unit in _UNITS_ASKED:

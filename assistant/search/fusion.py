@@ -14,7 +14,7 @@ from ..indexing.catalog import Selection
 from ..indexing.embedding import Encoder
 from ..indexing.index import PaperIndex
 from ..models import ScoredChunk
-from ..text import names_system_of, split_sentences
+from ..text import mentions, named_things, names_system_of, split_sentences
 from .dense import DenseRetriever
 from .keyword import KeywordRetriever
 
@@ -27,6 +27,11 @@ KEYWORD_WEIGHT = 1.5
 #: Added to the fused score of a paper whose title names the system the question names
 #: ("What is TransMLA?" → "TransMLA: …"): rank fusion alone lets a weak dense match outvote it.
 NAME_MATCH_BONUS = 1.0
+#: Added, times the share of the question's distinctive names a paper mentions (names that at most
+#: DISTINCTIVE_PAPERS of the candidates mention): "How much more efficient is Lite-LLM4Rec on ML-1m?"
+#: is about the paper that says "Lite-LLM4Rec", however the dense ranking places it.
+NAME_MENTION_BONUS = 0.5
+DISTINCTIVE_PAPERS = 2
 
 #: The (retriever, weight) pairs of each retrieval mode, by retriever name.
 MODES = {"hybrid": (("dense", DENSE_WEIGHT), ("keyword", KEYWORD_WEIGHT)),
@@ -134,7 +139,20 @@ def fuse(query: str, vector: np.ndarray, retrievers: Sequence[tuple[ChunkRetriev
     for paper in papers.values():
         if names_system_of(query, paper.title):
             paper.score += NAME_MATCH_BONUS
+    _reward_distinctive_names(query, list(papers.values()))
     return sorted(papers.values(), key=lambda p: -p.score)[:top_k]
+
+
+def _reward_distinctive_names(query: str, papers: list[PaperHit]) -> None:
+    """Raise the papers that mention the names of the question only few candidates mention."""
+    texts = {p.paper_id: " ".join([p.title, *(c.text for c in p.chunks)]) for p in papers}
+    mentioning = {name: {pid for pid, text in texts.items() if mentions(text, name)} for name in named_things(query)}
+    distinctive = {name: found for name, found in mentioning.items() if 0 < len(found) <= DISTINCTIVE_PAPERS}
+    if not distinctive:
+        return
+    for paper in papers:
+        share = sum(paper.paper_id in found for found in distinctive.values()) / len(mentioning)
+        paper.score += NAME_MENTION_BONUS * share
 
 
 def _chunk(paper: PaperHit, chunk_id: str, text: str) -> ChunkHit:
