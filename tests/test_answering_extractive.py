@@ -109,6 +109,7 @@ def test_a_reference_bracket_of_the_page_is_not_quoted_as_a_citation(assistant: 
 @pytest.mark.parametrize(("question", "figures"), [
     ("What compression ratio does QMoE reach?", ["20x"]),
     ("flashdecoding++ speedup", ["4.86x", "1.37x"]),  # two sentences with a figure: both quoted
+    ("What is MinMo's speech-to-text latency?", ["100ms"]),  # "what is X's <measure>" asks for a figure
 ])
 def test_a_question_for_a_figure_gets_the_figures(assistant: Assistant, question: str, figures: list[str]) -> None:
     answer = assistant.answer(question)

@@ -52,6 +52,7 @@ _NUMERIC = re.compile(
 #: Measures a keyword query may ask for by name alone.
 _MEASURE = re.compile(r"\b(?:latency|latencies|speed-?ups?|throughput|accuracy|perplexity|bleu|f1|compression ratio|"
                       r"memory (?:savings|reduction|footprint|usage))\b", re.I)
+_WHAT_IS = re.compile(r"what(?:'s|’s| is| are| was| were)\b", re.I)
 _QUESTION_WORD = re.compile(r"(?:what|which|who|how|why|where|when|does|do|is|are|can|tell|explain|describe|"
                             r"papers?|any)\b", re.I)
 #: "how many <measure>" / "which <attribute>": the words the evidence must contain.
@@ -94,8 +95,8 @@ def asks_for_papers(question: str) -> bool:
 def wants_figure(question: str) -> bool:
     """Whether the question asks for a figure ("how many", "by how much", "what speedup"), or is a
     search-box query for a measure ("mnasnet latency on pixel phone", "shadowkv throughput")."""
-    if _NUMERIC.search(question):
-        return True
+    if _NUMERIC.search(question) or (_WHAT_IS.match(question.strip()) and _MEASURE.search(question)):
+        return True  # "what is MinMo's speech-to-text latency?" asks for a figure too
     words = question.split()
     return len(words) <= 8 and not _QUESTION_WORD.match(question.strip()) and bool(_MEASURE.search(question))
 
