@@ -151,9 +151,10 @@ VERSIONED = re.compile(r"\d|\+")
 
 def mentions(text: str, name: str) -> bool:
     """Whether `text` mentions `name`: as a whole word (case-folded) when the name carries a
-    version (digits, '+'), else by its stemmed terms ("CNNs" ~ "CNN", "KV-cache" ~ "KV cache") or,
-    for a name of 4+ letters, inside a longer name ("MuZero" in "mallocMuZero")."""
-    if VERSIONED.search(name):
+    version (digits, '+') or is made of stopwords only ("Once-for-All"), else by its stemmed terms
+    ("CNNs" ~ "CNN", "KV-cache" ~ "KV cache") or, for a name of 4+ letters, inside a longer name
+    ("MuZero" in "mallocMuZero")."""
+    if VERSIONED.search(name) or not terms(name):  # "Once-for-All" has no terms: all are stopwords
         return re.search(rf"(?<![\w+-]){re.escape(name)}(?![\w+]|-\w)", text.casefold()) is not None
     wanted = set(terms(name))
     if wanted and wanted <= _terms_of(text):

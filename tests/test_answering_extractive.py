@@ -17,7 +17,7 @@ from assistant.answering.evidence import FEATURES, MODEL_FILE, ConfidenceModel
 from assistant.answering.extractive import paper_name
 from assistant.corpus.parse import load_corpus
 from assistant.models import Source
-from assistant.text import named_things, names_system_of
+from assistant.text import mentions, named_things, names_system_of
 
 ROOT = Path(__file__).resolve().parents[1]
 TRANSMLA = "TransMLA: Multi-head Latent Attention Is All You Need"
@@ -158,6 +158,7 @@ def test_named_things_and_system_names() -> None:
     assert named_things("a MuZero-style agent on Llama-2-based models") == ["muzero", "llama-2"]
     assert named_things("What accuracy do FlashAttention-enabled models reach?") == ["flashattention"]
     assert named_things("can llms write 10k+ words") == []  # a quantity, not a version of a name
+    assert mentions("we train a once-for-all (OFA) network", "once-for-all")  # a name of stopwords only
     assert "shadowkv" in named_things("How does ShadowKV cut KV-cache memory?")
     assert named_things("What is a good sourdough recipe?") == []
     assert names_system_of("what is transmla", TRANSMLA)
