@@ -105,6 +105,15 @@ def test_its_speedup_is_the_figure_of_the_paper_asked_about(assistant: Assistant
     assert chat.answers == [first, follow]
 
 
+def test_a_follow_up_for_one_of_two_figures_leads_with_that_one(assistant: Assistant) -> None:
+    """"… the speech-to-text latency is approximately 100ms, full-duplex latency is approximately
+    600ms …": the figure of the clause that says what was asked, not the nearest to any asked word."""
+    chat = Conversation(assistant)
+    chat.ask("what is minmo")
+    follow = chat.ask("and its full-duplex latency?")
+    assert follow.text.startswith("600ms [1]: "), follow.text
+
+
 def test_the_second_one_is_the_second_paper_the_answer_cites(assistant: Assistant) -> None:
     first = assistant.answer("Which papers shrink the KV cache?")
     second_paper = Turn.of(first).papers[1]

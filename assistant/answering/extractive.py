@@ -319,7 +319,8 @@ def _measured(sentence: str) -> bool:
 
 def _main_figure(sentence: str, question: str) -> str | None:
     """The figure the question asks about: of the figures with a unit (×, %, times, ms, GB) — else any
-    decimal — the one closest to a word of the question ("throughput … by up to 3.04×")."""
+    decimal — one in the clause with most of the question's words ("…, full-duplex latency is
+    approximately 600ms"), and there the one closest to one of them ("throughput … by up to 3.04×")."""
     found = [m for m in _FIGURE.finditer(sentence) if numbers(m.group())]
     with_unit = [m for m in found if re.search(r"[^\d.,\s]", _QUALIFIER.sub("", m.group()))]
     figures = with_unit or found
@@ -327,11 +328,15 @@ def _main_figure(sentence: str, question: str) -> str | None:
         return None
     wanted = set(terms(question))
     positions = [m.start() for m in re.finditer(r"[A-Za-z][\w-]*", sentence) if set(terms(m.group())) & wanted]
+    clauses = [(c.start(), c.end(), len(wanted & set(terms(c.group())))) for c in re.finditer(r"[^,;]+", sentence)]
+
+    def in_asked_clause(m: re.Match[str]) -> int:
+        return next((asked for start, end, asked in clauses if start <= m.start() < end), 0)
 
     def distance(m: re.Match[str]) -> int:
         return min((abs(m.start() - p) for p in positions), default=0)
 
-    return min(figures, key=distance).group().strip()
+    return min(figures, key=lambda m: (-in_asked_clause(m), distance(m))).group().strip()
 
 
 def _before_reference(cand: Candidate) -> Candidate | None:
