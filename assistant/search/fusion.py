@@ -145,8 +145,11 @@ def fuse(query: str, vector: np.ndarray, retrievers: Sequence[tuple[ChunkRetriev
 
 def _reward_distinctive_names(query: str, papers: list[PaperHit]) -> None:
     """Raise the papers that mention the names of the question only few candidates mention."""
+    names = named_things(query)
+    if not names:  # most questions: no candidate texts to assemble and search
+        return
     texts = {p.paper_id: " ".join([p.title, *(c.text for c in p.chunks)]) for p in papers}
-    mentioning = {name: {pid for pid, text in texts.items() if mentions(text, name)} for name in named_things(query)}
+    mentioning = {name: {pid for pid, text in texts.items() if mentions(text, name)} for name in names}
     distinctive = {name: found for name, found in mentioning.items() if 0 < len(found) <= DISTINCTIVE_PAPERS}
     if not distinctive:
         return
