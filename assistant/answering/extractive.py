@@ -66,14 +66,16 @@ _COINED = re.compile(r"\b(?:called|dubbed|named|termed|coined|namely)\s+(?:as\s+
 _ASKS_PROBLEM = re.compile(r"\b(?:problems?|challenges?|motivat\w*|why)\b", re.I)
 #: A sentence that states a problem ("… posing challenges for …", "… fail to …").
 _PROBLEM = re.compile(r"\b(?:challeng\w*|problems?|bottlenecks?|limit\w*|fail\w*|suffer\w*|struggl\w*)\b", re.I)
-_UNIT = re.compile(r"[%×xX]|times|fold")
+#: A gain's unit ("3.04×", "2 times", "10-fold"); with "%", the unit of a gain or a share.
+_TIMES = re.compile(r"[×xX]|times|fold")
+_UNIT = re.compile(rf"%|{_TIMES.pattern}")
 #: A measurement's unit: "78ms", "3.1 GB", "9 hours".
 _MEASUREMENT = r"ms|s|GB|MB|KB|TB|GiB|MiB|hours?|minutes?|days?"
 _COUNTING = re.compile(r"\bhow many\b", re.I)
 #: The unit a question implies for its figure: (what the question says, the unit of the figure).
 _UNITS_ASKED = [
     (re.compile(r"\b(?:share|percent\w*|fraction|proportion|accuracy|rate)\b", re.I), re.compile(r"%")),
-    (re.compile(r"\b(?:faster|speed-?ups?|times)\b", re.I), re.compile(r"[×xX]|times|fold")),
+    (re.compile(r"\b(?:faster|speed-?ups?|times)\b", re.I), _TIMES),
 ]
 _QUALIFIER = re.compile(r"^(?:up to|over|about|nearly|more than)\s")
 _FIGURE = re.compile(r"(?<![\w.-])(?:up to |over |about |nearly |more than )?\d+(?:[.,]\d+)*\s?(?:%|×|x|X|times|"
