@@ -149,13 +149,25 @@ def _reward_distinctive_names(query: str, papers: list[PaperHit]) -> None:
     if not names:  # most questions: no candidate texts to assemble and search
         return
     texts = {p.paper_id: " ".join([p.title, *(c.text for c in p.chunks)]) for p in papers}
-    mentioning = {name: {pid for pid, text in texts.items() if mentions(text, name)} for name in names}
-    distinctive = {name: found for name, found in mentioning.items() if 0 < len(found) <= DISTINCTIVE_PAPERS}
+    mentioning = [_mentioned_by(name, texts) for name in names]
+    distinctive = [found for found in mentioning if 0 < len(found) <= DISTINCTIVE_PAPERS]
     if not distinctive:
         return
     for paper in papers:
-        share = sum(paper.paper_id in found for found in distinctive.values()) / len(mentioning)
+        share = sum(paper.paper_id in found for found in distinctive) / len(names)
         paper.score += NAME_MENTION_BONUS * share
+
+
+def _mentioned_by(name: str, texts: dict[str, str]) -> set[str]:
+    """The papers whose text mentions `name`, up to one more than a distinctive name may have:
+    past that the name is common and the rest need not be read (stemming the texts is the cost)."""
+    found: set[str] = set()
+    for paper_id, text in texts.items():
+        if mentions(text, name):
+            found.add(paper_id)
+            if len(found) > DISTINCTIVE_PAPERS:
+                break
+    return found
 
 
 def _chunk(paper: PaperHit, chunk_id: str, text: str) -> ChunkHit:
