@@ -13,7 +13,7 @@ import pytest
 
 from assistant import Answer, Assistant
 from assistant.answering.citations import MARKER, REFUSAL
-from assistant.answering.evidence import FEATURES, MODEL_FILE, ConfidenceModel
+from assistant.answering.evidence import FEATURES, MODEL_FILE, ConfidenceModel, wants_figure
 from assistant.answering.extractive import paper_name
 from assistant.corpus.parse import load_corpus
 from assistant.models import Source
@@ -70,6 +70,17 @@ def test_what_problem_leads_with_the_problem_the_paper_states(assistant: Assista
     assert not overview.startswith("However") and "called MiniCache" in overview.split(" [1]")[0]
 
 
+def test_how_a_named_system_works_is_quoted_from_where_the_paper_introduces_it(assistant: Assistant) -> None:
+    """The sentences before "we introduce X" describe the field and its problem, not how X works."""
+    answer = assistant.answer("tidaldecode how does it work")
+    source = answer.sources[0].text
+    quoted = answer.text.split("\n\n")[1]
+    assert "introduces a few token selection layers" in quoted
+    assert "Large language models (LLMs) have driven" not in answer.text
+    assert "Large language models (LLMs) have driven" in source  # the scene-setting sentence was there
+    _quoted_spans_are_verbatim(answer)
+
+
 def test_how_much_leads_with_the_figure_the_question_asks_about(assistant: Assistant) -> None:
     answer = assistant.answer("How much does ShadowKV improve throughput?")
     figure, _, quote = answer.text.partition(":")
@@ -110,12 +121,24 @@ def test_a_reference_bracket_of_the_page_is_not_quoted_as_a_citation(assistant: 
     ("What compression ratio does QMoE reach?", ["20x"]),
     ("flashdecoding++ speedup", ["4.86x", "1.37x"]),  # two sentences with a figure: both quoted
     ("What is MinMo's speech-to-text latency?", ["100ms"]),  # "what is X's <measure>" asks for a figure
+    ("What speedup does XGrammar report over existing solutions?", ["100x"]),  # a figure glued to its unit
 ])
 def test_a_question_for_a_figure_gets_the_figures(assistant: Assistant, question: str, figures: list[str]) -> None:
     answer = assistant.answer(question)
     assert not answer.refused and all(f in answer.text for f in figures), answer.text
-    assert re.match(r"^\S+ \[1\]: ", answer.text)
+    assert re.match(r"^(?:up to |over |about )?\S+ \[1\]: ", answer.text)  # the figure leads
     _quoted_spans_are_verbatim(answer)
+
+
+@pytest.mark.parametrize(("question", "wanted"), [
+    ("What MMLU score does the 4B Minitron model get?", True),  # a measure with what it is measured on
+    ("What top-5 accuracy does MnasNet get on ImageNet?", True),
+    ("What accuracy does DSPy reach?", True),
+    ("What training data does DSPy use?", False),
+    ("What does MnasNet search for?", False),
+])
+def test_wants_figure_knows_a_measure_with_its_benchmark(question: str, wanted: bool) -> None:
+    assert wants_figure(question) is wanted
 
 
 def test_which_paper_answers_say_the_name_the_paper_coins(assistant: Assistant) -> None:

@@ -46,7 +46,11 @@ _NUMERIC = re.compile(
     r"\bhow (many|much|fast|large|long|big|far|often|small)\b|\bby how\b|\bhow many times\b|"
     r"\bwhat (percentage|fraction|share|proportion|speed-?up|ratio|number|factor|learning rate|batch size|size|"
     r"reduction|compression(?: ratio)?|improvement|gains?|savings|throughput|latency)\b|"
-    r"\bwhat (average )?(score|accuracy)\b|\bup to how\b|\bby what factor\b|\b(its|the|their|[\w-]+'s) speed-?ups?\b",
+    r"\bwhat (average )?(score|accuracy)\b|"
+    # "what MMLU score does …", "what top-5 accuracy does …": a measure with what it is measured on
+    r"\bwhat (?:[\w-]+ ){1,2}(?:scores?|accuracy|perplexity|speed-?ups?|latency|throughput)\s+"
+    r"(?:does|do|did|is|are|was|were|can|could)\b|"
+    r"\bup to how\b|\bby what factor\b|\b(its|the|their|[\w-]+'s) speed-?ups?\b",
     re.I,
 )
 #: Measures a keyword query may ask for by name alone.
@@ -129,6 +133,10 @@ def has_figure(sentence: str) -> bool:
                for n in numbers(sentence))
 
 
+#: A measurement: a figure with its unit ("78ms", "3.1 GB", "20%", "3.04×", "100x", "10-fold") or a decimal.
+MEASUREMENT = re.compile(r"(?<![\w.-])(?:up to |over |about |nearly |more than )?\d+(?:[.,]\d+)*\s?(?:%|×|x|X|times|"
+                         r"-fold|fold|ms|s|GB|MB|KB|TB|GiB|MiB|hours?|minutes?|days?)(?![A-Za-z])|"
+                         r"(?<![\w.-])\d+(?:[.,]\d+)+(?![\w.])")
 #: A number on its own: not part of a name ("LLaMA-2", "H_2", "A100") nor a year.
 STANDALONE_NUMBER = re.compile(r"(?<![\w.-])(?!(?:19|20)\d\d\b)\d+(?:[.,]\d+)*[KMB]?(?![\w-]*[A-Za-z_])")
 
@@ -172,7 +180,8 @@ FEATURES = {
     "rest_in_sentence": "IDF-weighted share of the question's terms that are neither named things nor "
                         "question frames found together in one sentence of the top paper; 1 when there are none",
     "rest_in_figure_sentence": "for a question asking for a figure, the same share over the sentences of the "
-                               "two best papers that state a number on its own; 1 for other questions",
+                               "two best papers that state a number on its own or a measurement ('100x'); "
+                               "1 for other questions",
 }
 
 
@@ -343,7 +352,7 @@ class EvidenceAssessor:
             "rest_in_sentence": _best_share(rest_weights, split_sentences(sources[0].text)) if rest else 1.0,
             "rest_in_figure_sentence": _best_share(rest_weights, [
                 s for src in sources if src.n in best_two for s in split_sentences(src.text)
-                if STANDALONE_NUMBER.search(s)]) if figure and rest else 1.0,
+                if STANDALONE_NUMBER.search(s) or MEASUREMENT.search(s)]) if figure and rest else 1.0,
         }
 
 

@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterator
 
 from ..models import Source
 from ..settings import Settings
-from ..text import is_bare_subject, names_system_of, numbers, split_sentences, system_name, terms
+from ..text import is_bare_subject, mentions, names_system_of, numbers, split_sentences, system_name, terms
 from .base import AnswerContext
 from .citations import REFUSAL
 from .evidence import (
     BACKGROUND,
+    MEASUREMENT,
     MIN_SENTENCE_WORDS,
     STANDALONE_NUMBER,
     Candidate,
@@ -69,8 +70,6 @@ _PROBLEM = re.compile(r"\b(?:challeng\w*|problems?|bottlenecks?|limit\w*|fail\w*
 #: A gain's unit ("3.04×", "2 times", "10-fold"); with "%", the unit of a gain or a share.
 _TIMES = re.compile(r"[×xX]|times|fold")
 _UNIT = re.compile(rf"%|{_TIMES.pattern}")
-#: A measurement's unit: "78ms", "3.1 GB", "9 hours".
-_MEASUREMENT = r"ms|s|GB|MB|KB|TB|GiB|MiB|hours?|minutes?|days?"
 _COUNTING = re.compile(r"\bhow many\b", re.I)
 #: The unit a question implies for its figure: (what the question says, the unit of the figure).
 _UNITS_ASKED = [
@@ -78,8 +77,6 @@ _UNITS_ASKED = [
     (re.compile(r"\b(?:faster|speed-?ups?|times)\b", re.I), _TIMES),
 ]
 _QUALIFIER = re.compile(r"^(?:up to|over|about|nearly|more than)\s")
-_FIGURE = re.compile(r"(?<![\w.-])(?:up to |over |about |nearly |more than )?\d+(?:[.,]\d+)*\s?(?:%|×|x|X|times|"
-                     rf"-fold|fold|{_MEASUREMENT})(?![A-Za-z])|(?<![\w.-])\d+(?:[.,]\d+)+(?![\w.])")
 
 
 def question_kind(question: str) -> str:
@@ -140,8 +137,8 @@ class ExtractiveAnswerer:
         if kind == "numeric":
             return _render_numeric(question, best, candidates)
         if is_bare_subject(question) and names_system_of(question, best.source.title):
-            return _render_overview(question, best.source) or _render_single(best, candidates)
-        return _render_single(best, candidates)
+            return _render_overview(question, best.source) or _render_single(question, best, candidates)
+        return _render_single(question, best, candidates)
 
 
 def _stating_figures(question: str, candidates: list[Candidate]) -> list[Candidate]:
@@ -154,7 +151,7 @@ def _stating_figures(question: str, candidates: list[Candidate]) -> list[Candida
     best_paper = [c for c in stating if c.source.n == stating[0].source.n]
     tiers: list[Callable[[str], bool]] = [lambda text: STANDALONE_NUMBER.search(text) is not None]
     if not _COUNTING.search(question):
-        tiers.insert(0, lambda text: _FIGURE.search(text) is not None)
+        tiers.insert(0, lambda text: MEASUREMENT.search(text) is not None)
     for asked, unit in _UNITS_ASKED:
         if asked.search(question):
             tiers.insert(0, _figure_in(unit))
@@ -167,7 +164,7 @@ def _stating_figures(question: str, candidates: list[Candidate]) -> list[Candida
 
 def _figure_in(unit: re.Pattern[str]) -> Callable[[str], bool]:
     """Whether a text states a figure in this unit."""
-    return lambda text: any(unit.search(m.group()) for m in _FIGURE.finditer(text))
+    return lambda text: any(unit.search(m.group()) for m in MEASUREMENT.finditer(text))
 
 
 def _select_list(candidates: list[Candidate], relevance: dict[int, float], coverage: Callable[[str], float],
@@ -239,27 +236,45 @@ def intro_sentence(source: Source) -> str | None:
     return found[0] if found else None
 
 
-def _render_single(best: Candidate, candidates: list[Candidate]) -> str:
-    """The paper's definition first, then up to two supporting sentences from the same paper."""
+def _render_single(question: str, best: Candidate, candidates: list[Candidate]) -> str:
+    """The paper's definition first, then up to two supporting sentences from the same paper.
+
+    A question about the paper's own system ("how does TidalDecode work") is answered from where
+    the abstract introduces it on: the sentences before set the scene (what others did, the
+    problem), unless the question asks for the problem."""
     source, n = best.source, best.source.n
     lead, used = None, []
     defined = defining_clause(source)
+    intro = intro_sentence(source)
     if defined:
         lead = _definition(defined, n)
         used.append(defined[1])
-    else:
-        intro = intro_sentence(source)
-        if intro:
-            lead = _with_marker(intro, n)
-            used.append(intro)
-    support = [c.text for c in candidates if c.source.n == n and c.score >= SECOND_RELATIVE * best.score]
-    support = [s for s in support if not any(_redundant(s, u) or s in u or u in s for u in used)][:2 if lead else 3]
+        intro = next((s for s in split_sentences(source.text) if defined[1] in s), intro)
+    elif intro:
+        lead = _with_marker(intro, n)
+        used.append(intro)
     order = split_sentences(source.text)
+    support = [c.text for c in candidates if c.source.n == n and c.score >= SECOND_RELATIVE * best.score]
+    support = [s for s in support if not any(_redundant(s, u) or s in u or u in s for u in used)]
+    if lead and intro in order and _about_its_system(question, source):
+        start = order.index(intro) + 1
+        support = [s for s in support if s in order[start:]] or [
+            s for s in order[start:] if len(s.split()) >= MIN_SENTENCE_WORDS and not BACKGROUND.match(s)
+            and not _REFERENCE.search(s) and not any(_redundant(s, u) for u in used)][:1]
+    support = support[:2 if lead else 3]
     support.sort(key=lambda s: order.index(s) if s in order else 0)
     quotes = " ".join(_with_marker(s, n) for s in support)
     if lead is None:
         return f'"{source.title}" [{n}]: {quotes}'
     return f'{lead}\n\n"{source.title}" [{n}]: {quotes}' if quotes else lead
+
+
+def _about_its_system(question: str, source: Source) -> bool:
+    """Whether the question names the system a paper contributes and does not ask for the problem
+    it takes on ("how does InfLLM handle long inputs", not "why InfLLM")."""
+    name = paper_name(source)
+    named = names_system_of(question, source.title) or (name is not None and mentions(question, name))
+    return named and not _ASKS_PROBLEM.search(question)
 
 
 def _definition(defined: tuple[str, str], n: int) -> str:
@@ -316,14 +331,14 @@ def _render_list(question: str, chosen: list[Candidate]) -> str:
 
 def _measured(sentence: str) -> bool:
     """Whether a sentence states a gain or a share ("3.04×", "80%", "2 times"), not just a count."""
-    return any(_UNIT.search(m.group()) for m in _FIGURE.finditer(sentence))
+    return any(_UNIT.search(m.group()) for m in MEASUREMENT.finditer(sentence))
 
 
 def _main_figure(sentence: str, question: str) -> str | None:
     """The figure the question asks about: of the figures with a unit (×, %, times, ms, GB) — else any
     decimal — one in the clause with most of the question's words ("…, full-duplex latency is
     approximately 600ms"), and there the one closest to one of them ("throughput … by up to 3.04×")."""
-    found = [m for m in _FIGURE.finditer(sentence) if numbers(m.group())]
+    found = [m for m in MEASUREMENT.finditer(sentence) if numbers(m.group())]
     with_unit = [m for m in found if re.search(r"[^\d.,\s]", _QUALIFIER.sub("", m.group()))]
     figures = with_unit or found
     if not figures:
