@@ -44,13 +44,14 @@ KEY_POINT_RELATIVE = 0.8
 _REFERENCE = re.compile(r"\[\d+(?:\s*[,;–-]\s*\d+)*\]")
 #: The verbs with which a paper puts forward what it contributes ("we present …", "this work proposes …").
 _PUTS_FORWARD = "present|propose|introduce|develop|design|build"
-_INTRO = re.compile(rf"\b(we|this paper|this work|this thesis)\s+({_PUTS_FORWARD}|release|describe|discover)"
+#: Who speaks in an abstract: "we", "this paper", "this study", "our work".
+_AUTHORS = r"we|this (?:paper|work|thesis|study|article|report)|our (?:paper|work)"
+_INTRO = re.compile(rf"\b(?:{_AUTHORS})\s+({_PUTS_FORWARD}|release|describe|discover)"
                     r"(?:s|d|ed)?\b|\bwe call\b|\bcalled\b|\bnamed\b", re.I)
 #: What a paper that introduces nothing contributes: its finding ("we show that …").
-_FINDING = re.compile(r"\b(?:we|this paper|this work|this thesis)\s+(?:show|argue|demonstrate|find|found)s?\s+that\b",
-                      re.I)
+_FINDING = re.compile(rf"\b(?:{_AUTHORS})\s+(?:show|argue|demonstrate|find|found)s?\s+that\b", re.I)
 #: "we introduce ShadowKV, a high-throughput … system that …" → name, then the defining clause.
-_DEFINES = re.compile(rf"\b(?:we|this paper|this work)\s+(?:{_PUTS_FORWARD})s?\s+"
+_DEFINES = re.compile(rf"\b(?:{_AUTHORS})\s+(?:{_PUTS_FORWARD})s?\s+"
                       r"(?P<name>[^,;:]{1,60}?),\s+(?P<clause>(?:a|an|the)\s+[^;]+?)\s*[.!]?$", re.I)
 #: An acronym a title spells out: "Inference-Time Decomposition of Activations (ITDA)".
 _TITLE_ACRONYM = re.compile(r"\(([A-Z][A-Za-z0-9-]*[A-Z0-9][A-Za-z0-9-]*)\)")
@@ -61,7 +62,7 @@ _COINED = re.compile(r"\b(?:called|dubbed|named|termed|coined|namely)\s+(?:as\s+
                      r"\s+\((?:[A-Z][\w-]*\s+){1,5}[A-Z][\w-]*\)|"
                      r"\b(?i:our proposed (?:\w+ )?(?:method|approach|model|framework|system|algorithm|technique)),?\s+"
                      r"(?P<name4>[A-Z][\w-]*[A-Z0-9][\w-]*)|"
-                     rf"\b(?i:we|this paper|this work)\s+(?:\w+\s+)?(?i:{_PUTS_FORWARD})s?\s+"
+                     rf"\b(?i:{_AUTHORS})\s+(?:\w+\s+)?(?i:{_PUTS_FORWARD})s?\s+"
                      r"(?i:(?:a|an|the|novel|new)\s+)*(?:[\w-]+\s+){1,4}?\((?P<name5>[A-Z][A-Za-z0-9_-]*[A-Z0-9][A-Za-z0-9_-]*)\)")
 #: "What problem does X solve?", "why X?": asks for the problem a paper takes on.
 _ASKS_PROBLEM = re.compile(r"\b(?:problems?|challenges?|motivat\w*|why)\b", re.I)
