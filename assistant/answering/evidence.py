@@ -335,7 +335,7 @@ class EvidenceAssessor:
             "coverage_margin": 0.0 if listing else cover[0] - max(cover[1:], default=0.0),
             "best_sentence": candidates[0].score if candidates else 0.0,
             "best_cosine": max((c.cosine for c in candidates), default=0.0),
-            "rest_coverage_top": self.coverage(" ".join(rest), top_text) if rest else 1.0,
+            "rest_coverage_top": _share(rest_weights, set(terms(top_text))) if rest else 1.0,
             "named": float(bool(names)),
             "named_missing": float(any(unknown)),
             "version_missing": float(any(not f and VERSIONED.search(n) for n, f in zip(names, found))),
