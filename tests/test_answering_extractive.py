@@ -14,7 +14,7 @@ import pytest
 from assistant import Answer, Assistant
 from assistant.answering.citations import MARKER, REFUSAL
 from assistant.answering.evidence import FEATURES, MODEL_FILE, ConfidenceModel, wants_figure
-from assistant.answering.extractive import paper_name
+from assistant.answering.extractive import paper_name, question_kind
 from assistant.corpus.parse import load_corpus
 from assistant.models import Source
 from assistant.text import mentions, named_things, names_system_of
@@ -139,6 +139,18 @@ def test_a_question_for_a_figure_gets_the_figures(assistant: Assistant, question
 ])
 def test_wants_figure_knows_a_measure_with_its_benchmark(question: str, wanted: bool) -> None:
     assert wants_figure(question) is wanted
+
+
+@pytest.mark.parametrize(("question", "kind"), [
+    ("any work on automatic speech recognition", "list"),  # "any work on X" asks for the papers on X
+    ("papers on kv cache compression?", "list"),
+    ("is there some research about diffusion transformers", "list"),
+    ("any work where the llm itself decides how to prune it", "single"),
+    ("What does TransMLA do?", "single"),
+    ("How much does ShadowKV improve throughput?", "numeric"),
+])
+def test_question_kind(question: str, kind: str) -> None:
+    assert question_kind(question) == kind
 
 
 def test_which_paper_answers_say_the_name_the_paper_coins(assistant: Assistant) -> None:

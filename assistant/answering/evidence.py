@@ -89,7 +89,8 @@ _FRAME_TERMS = frozenset(terms("problem problems solve solves work works do tell
 
 #: "Which papers …", "any work on …", "papers on …": a question asking for several papers.
 _LIST = re.compile(r"\b(which|what|list|name|any)\b[^?]*\b(papers|works|methods|studies|approaches|systems)\b|"
-                   r"\bpapers\b|^(?:any(?:thing)?|something)\s+(?:on|about)\b", re.I)
+                   r"\bpapers\b|^(?:any(?:thing)?|something)\s+(?:on|about)\b|"
+                   r"\b(?:any|some)\s+(?:work|research|literature)\s+(?:on|about|that|for)\b", re.I)
 
 def asks_for_papers(question: str) -> bool:
     """Whether the question asks for several papers ("which papers …", "papers on …")."""
