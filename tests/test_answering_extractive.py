@@ -173,6 +173,8 @@ def test_which_paper_answers_say_the_name_the_paper_coins(assistant: Assistant) 
     ("With Greater Text Comes Greater Necessity", "Temp-Lora"),  # "Our proposed method, Temp-Lora, …"
     ("Online Speculative Decoding", "OSD"),  # "We introduce online speculative decoding (OSD)"
     ("Long-context LLMs Struggle with Long In-context", "LIConBench"),  # "This study introduces a … (LIConBench)"
+    ("Lookahead When It Matters", "ANCAT"),  # "we relax … and present the Adaptive … Transducer (ANCAT)"
+    ("It's Never Too Late", "UADF"),  # "a … solution termed Uncertainty-Aware Dynamic Fusion (UADF)"
     ("Scaling Test-Time Inference with Policy-Optimized", None),  # "a … framework for enhancing … (RAG)": not theirs
 ])
 def test_paper_name_finds_the_name_an_abstract_coins(title_start: str, name: str | None) -> None:

@@ -46,8 +46,10 @@ _REFERENCE = re.compile(r"\[\d+(?:\s*[,;–-]\s*\d+)*\]")
 _PUTS_FORWARD = "present|propose|introduce|develop|design|build"
 #: Who speaks in an abstract: "we", "this paper", "this study", "our work".
 _AUTHORS = r"we|this (?:paper|work|thesis|study|article|report)|our (?:paper|work)"
-_INTRO = re.compile(rf"\b(?:{_AUTHORS})\s+({_PUTS_FORWARD}|release|describe|discover)"
-                    r"(?:s|d|ed)?\b|\bwe call\b|\bcalled\b|\bnamed\b", re.I)
+#: "we relax the constraints of this choice and present …": the verb after a first clause.
+_AND_THEN = r"(?:(?:[\w-]+,?\s+){1,8}?and\s+)?"
+_INTRO = re.compile(rf"\b(?:{_AUTHORS})\s+{_AND_THEN}({_PUTS_FORWARD}|release|describe|discover)"
+                    r"(?:s|d|ed)?\b|\bwe call\b|\b(?:called|named|termed|dubbed)\b", re.I)
 #: What a paper that introduces nothing contributes: its finding ("we show that …").
 _FINDING = re.compile(rf"\b(?:{_AUTHORS})\s+(?:show|argue|demonstrate|find|found)s?\s+that\b", re.I)
 #: "we introduce ShadowKV, a high-throughput … system that …" → name, then the defining clause.
@@ -55,14 +57,17 @@ _DEFINES = re.compile(rf"\b(?:{_AUTHORS})\s+(?:{_PUTS_FORWARD})s?\s+"
                       r"(?P<name>[^,;:]{1,60}?),\s+(?P<clause>(?:a|an|the)\s+[^;]+?)\s*[.!]?$", re.I)
 #: An acronym a title spells out: "Inference-Time Decomposition of Activations (ITDA)".
 _TITLE_ACRONYM = re.compile(r"\(([A-Z][A-Za-z0-9-]*[A-Z0-9][A-Za-z0-9-]*)\)")
-#: A name an abstract coins: "called X", "termed as X", "namely X", "our proposed method, X",
+#: A name an abstract coins: "termed Expanded Name (X)", "called X", "termed as X", "namely X",
+#: "our proposed method, X",
 #: "X (Expanded Name)" with a name-shaped X, or "we (further) design an Expanded Name (X)".
-_COINED = re.compile(r"\b(?:called|dubbed|named|termed|coined|namely)\s+(?:as\s+)?(?P<name>[A-Za-z]\w*[A-Z0-9][\w-]*)|"
+_COINED = re.compile(r"\b(?:called|dubbed|named|termed|coined)\s+(?:as\s+)?(?:an?\s+|the\s+)?(?:[A-Z][\w-]*\s+){1,5}"
+                     r"\((?P<acronym>[A-Z][A-Za-z0-9-]*[A-Z0-9][A-Za-z0-9-]*)\)|"
+                     r"\b(?:called|dubbed|named|termed|coined|namely)\s+(?:as\s+)?(?P<name>[A-Za-z]\w*[A-Z0-9][\w-]*)|"
                      r"(?:(?P<name2>[A-Z][a-z]*[A-Z][\w-]*)|,\s+(?P<name3>[A-Z][a-z]{2,}))"
                      r"\s+\((?:[A-Z][\w-]*\s+){1,5}[A-Z][\w-]*\)|"
                      r"\b(?i:our proposed (?:\w+ )?(?:method|approach|model|framework|system|algorithm|technique)),?\s+"
                      r"(?P<name4>[A-Z][\w-]*[A-Z0-9][\w-]*)|"
-                     rf"\b(?i:{_AUTHORS})\s+(?:\w+\s+)?(?i:{_PUTS_FORWARD})s?\s+"
+                     rf"\b(?i:{_AUTHORS})\s+(?:\w+\s+)?{_AND_THEN}(?i:{_PUTS_FORWARD})s?\s+"
                      r"(?i:(?:a|an|the|novel|new)\s+)*(?:[\w-]+\s+){1,4}?\((?P<name5>[A-Z][A-Za-z0-9_-]*[A-Z0-9][A-Za-z0-9_-]*)\)")
 #: "What problem does X solve?", "why X?": asks for the problem a paper takes on.
 _ASKS_PROBLEM = re.compile(r"\b(?:problems?|challenges?|motivat\w*|why)\b", re.I)
