@@ -134,9 +134,12 @@ def has_figure(sentence: str) -> bool:
                for n in numbers(sentence))
 
 
-#: A measurement: a figure with its unit ("78ms", "3.1 GB", "20%", "3.04×", "100x", "10-fold") or a decimal.
+#: A rate's unit: "3.44 token/s", "11.68 tokens per second".
+RATE = r"tokens?/s|tokens? per second|tok/s|FPS|QPS"
+#: A measurement: a figure with its unit ("78ms", "3.1 GB", "20%", "3.04×", "100x", "10-fold", a rate)
+#: or a decimal.
 MEASUREMENT = re.compile(r"(?<![\w.-])(?:up to |over |about |nearly |more than )?\d+(?:[.,]\d+)*\s?(?:%|×|x|X|times|"
-                         r"-fold|fold|ms|s|GB|MB|KB|TB|GiB|MiB|hours?|minutes?|days?)(?![A-Za-z])|"
+                         rf"-fold|fold|ms|s|GB|MB|KB|TB|GiB|MiB|hours?|minutes?|days?|{RATE})(?![A-Za-z])|"
                          r"(?<![\w.-])\d+(?:[.,]\d+)+(?![\w.])")
 #: A number on its own: not part of a name ("LLaMA-2", "H_2", "A100") nor a year.
 STANDALONE_NUMBER = re.compile(r"(?<![\w.-])(?!(?:19|20)\d\d\b)\d+(?:[.,]\d+)*[KMB]?(?![\w-]*[A-Za-z_])")

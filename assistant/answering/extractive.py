@@ -25,6 +25,7 @@ from .evidence import (
     BACKGROUND,
     MEASUREMENT,
     MIN_SENTENCE_WORDS,
+    RATE,
     STANDALONE_NUMBER,
     Candidate,
     EvidenceAssessor,
@@ -81,7 +82,21 @@ _COUNTING = re.compile(r"\bhow many\b", re.I)
 _UNITS_ASKED = [
     (re.compile(r"\b(?:share|percent\w*|fraction|proportion|accuracy|rate)\b", re.I), re.compile(r"%")),
     (re.compile(r"\b(?:faster|speed-?ups?|times)\b", re.I), _TIMES),
+    (re.compile(r"\bhow fast\b|\b(?:generation|decoding|inference) (?:rate|speed)\b|\btokens? per second\b", re.I),
+     re.compile(RATE)),
 ]
+#: Words that say which way a figure goes: a question with one of a kind wants figures next to a word
+#: of that kind.
+_DIRECTIONS = [
+    frozenset(terms("reduce reduces reduction shrink shrinks cut cuts compress compresses compression lower "
+                    "lowers decrease decreases save saves savings smaller fewer")),
+    frozenset(terms("faster speed speeds speedup accelerate accelerates acceleration quicker")),
+]
+DIRECTION_WINDOW = 8
+#: A count: "256", "40K", "349k", "1.4" (of "1.4 million hours"); and how many words may come
+#: between it and what it counts.
+_COUNT = re.compile(r"(?<![\w.-])\d[\d,.]*[KkMB]?(?![\w-])")
+COUNTED_WORDS = 4
 _QUALIFIER = re.compile(r"^(?:up to|over|about|nearly|more than)\s")
 
 
@@ -156,7 +171,9 @@ def _stating_figures(question: str, candidates: list[Candidate]) -> list[Candida
     stating = [c for c in candidates if has_figure(c.text)] or candidates
     best_paper = [c for c in stating if c.source.n == stating[0].source.n]
     tiers: list[Callable[[str], bool]] = [lambda text: STANDALONE_NUMBER.search(text) is not None]
-    if not _COUNTING.search(question):
+    if _COUNTING.search(question):
+        tiers.insert(0, lambda text: _counted(text, question) is not None)
+    else:
         tiers.insert(0, lambda text: MEASUREMENT.search(text) is not None)
     for asked, unit in _UNITS_ASKED:
         if asked.search(question):
@@ -315,7 +332,7 @@ def _render_numeric(question: str, best: Candidate, candidates: list[Candidate])
     """The figure up front, then the sentence that states it, and the paper's next sentence with a
     figure when it scores close (papers often give two: "up to 4.86× on NVIDIA, 2.18× on AMD")."""
     n = best.source.n
-    figure = _main_figure(best.text, question)
+    figure = _counted(best.text, question) or _main_figure(best.text, question)
     more = next((c.text for c in candidates if c.source.n == n and c.text != best.text and has_figure(c.text)
                  and c.score >= SECOND_RELATIVE * best.score and not _redundant(c.text, best.text)), None)
     quote = " ".join(_with_marker(s, n) for s in (best.text, more) if s)
@@ -342,14 +359,22 @@ def _measured(sentence: str) -> bool:
 
 def _main_figure(sentence: str, question: str) -> str | None:
     """The figure the question asks about: of the figures with a unit (×, %, times, ms, GB) — else any
-    decimal — one in the clause with most of the question's words ("…, full-duplex latency is
-    approximately 600ms"), and there the one closest to one of them ("throughput … by up to 3.04×")."""
+    decimal — those that go the way the question asks ("shrink … by how much" → "reduces memory by
+    up to 2.55x", not "speeds up decoding by 2.18x"), then one in the clause with most of the
+    question's words ("…, full-duplex latency is approximately 600ms"), and there the one closest to
+    one of them ("throughput … by up to 3.04×")."""
     found = [m for m in MEASUREMENT.finditer(sentence) if numbers(m.group())]
     with_unit = [m for m in found if re.search(r"[^\d.,\s]", _QUALIFIER.sub("", m.group()))]
     figures = with_unit or found
     if not figures:
         return None
+    asked_units = [unit for asked, unit in _UNITS_ASKED if asked.search(question)]
+    if asked_units:  # the last kind asked is the most specific ("what generation rate" is a rate, not a %)
+        figures = [m for m in figures if asked_units[-1].search(m.group())] or figures
     wanted = set(terms(question))
+    direction: set[str] = set().union(*(d for d in _DIRECTIONS if d & wanted))
+    if direction:
+        figures = [m for m in figures if direction & _words_around(sentence, m)] or figures
     positions = [m.start() for m in re.finditer(r"[A-Za-z][\w-]*", sentence) if set(terms(m.group())) & wanted]
     clauses = [(c.start(), c.end(), len(wanted & set(terms(c.group())))) for c in re.finditer(r"[^,;]+", sentence)]
 
@@ -360,6 +385,29 @@ def _main_figure(sentence: str, question: str) -> str | None:
         return min((abs(m.start() - p) for p in positions), default=0)
 
     return min(figures, key=lambda m: (-in_asked_clause(m), distance(m))).group().strip()
+
+
+def _counted(sentence: str, question: str) -> str | None:
+    """For "how many X", the number with what it counts, as the sentence writes it ("550 billion
+    tokens", "256 worker nodes", "40K high-quality multi-turn dialogues"), if it states one."""
+    per = re.search(r"\bhow many\s+([\w-]+)\s+per\b", question, re.I)  # "how many bits per parameter"
+    heads = set(terms(per.group(1))) if per else asked_terms(question)
+    if not heads or not _COUNTING.search(question):
+        return None
+    for number in _COUNT.finditer(sentence):
+        for i, word in enumerate(re.finditer(r"\S+", sentence[number.end():])):
+            if i >= COUNTED_WORDS:
+                break
+            if heads & set(terms(word.group())):
+                return sentence[number.start():number.end() + word.end()].rstrip(".,;:)")
+    return None
+
+
+def _words_around(sentence: str, figure: re.Match[str]) -> set[str]:
+    """The terms of the words that say what a figure measures: up to `DIRECTION_WINDOW` words before
+    it ("reduces memory by up to 2.55x") and the word after it ("1.5x faster")."""
+    before = sentence[:figure.start()].split()[-DIRECTION_WINDOW:]
+    return set(terms(" ".join([*before, *sentence[figure.end():].split()[:1]])))
 
 
 def _before_reference(cand: Candidate) -> Candidate | None:
