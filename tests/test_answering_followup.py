@@ -123,6 +123,15 @@ def test_the_second_one_is_the_second_paper_the_answer_cites(assistant: Assistan
     assert follow.to_dict()["asked_as"].startswith("What is ")
 
 
+def test_what_about_one_paper_of_a_list_is_answered_about_that_paper_not_as_a_list(assistant: Assistant) -> None:
+    """The earlier question asked for papers; asked again about one of them, it gets a paper's answer."""
+    first = assistant.answer("papers on quantization of llms")
+    assert first.text.startswith("- ")
+    follow = assistant.answer("what about the second one?", history=[first])
+    assert len(follow.citations) == 1 and not follow.refused
+    assert not follow.text.startswith("- ") and f'"{follow.citations[0].title}" [1]: ' in follow.text
+
+
 def test_history_does_not_change_a_self_contained_question(assistant: Assistant) -> None:
     first = assistant.answer("What is ShadowKV?")
     question = "What throughput boost does NanoFlow get over existing serving systems?"

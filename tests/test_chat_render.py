@@ -1,5 +1,6 @@
 """The chat's HTML: markup from the corpus or an answer is escaped; marks and panels are built right."""
 
+import re
 from html.parser import HTMLParser
 
 from assistant.chat.render import render_answer, render_error, render_sources, render_streaming
@@ -102,3 +103,17 @@ def test_errors_have_readable_headings() -> None:
     assert "index" in render_error(IndexProblemError("cannot reach the Chroma server"))
     unexpected = render_error(RuntimeError("<secret path>"))
     assert "RuntimeError" in unexpected and "secret" not in unexpected
+
+
+def test_the_sources_panel_marks_what_is_quoted_without_our_lead_ins() -> None:
+    """'"Title" [1]: sentence' and 'X is <clause>' quote the passage after our lead-in: that part is marked."""
+    passage = ("Caches grow with length. We present ShadowKV, a system that stores the low-rank key cache. "
+               "To minimize decoding latency, ShadowKV selects minimal sparse KV pairs on-the-fly.")
+    lead = "ShadowKV is a system that stores the low-rank key cache [1]."
+    quote = ('"A Paper: On Things" [1]: To minimize decoding latency, ShadowKV selects minimal sparse KV pairs '
+             "on-the-fly [1].")
+    answer = _answer(f"{lead}\n\n{quote}", [SentenceSupport(lead, [1], 1.0, True),
+                                             SentenceSupport(quote, [1], 1.0, True)], source_text=passage)
+    marked = re.findall(r"<mark>(.*?)</mark>", render_sources(answer))
+    assert marked == ["a system that stores the low-rank key cache",
+                      "To minimize decoding latency, ShadowKV selects minimal sparse KV pairs on-the-fly"]

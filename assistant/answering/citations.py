@@ -197,7 +197,7 @@ def score_support(sentences: list[str], sources: Sequence[Source], encode: Encod
     by_n = {s.n: s for s in sources}
     plain = [MARKER.sub("", s).strip() for s in sentences]
     cites = [[n for n in markers(s) if n in by_n] for s in sentences]
-    verbatim = [bool(c) and _quoted_verbatim(bare, [by_n[n] for n in c]) for bare, c in zip(plain, cites)]
+    verbatim = [bool(c) and quoted_span(bare, [by_n[n] for n in c]) is not None for bare, c in zip(plain, cites)]
     evidence = {n: split_sentences(by_n[n].text) or [by_n[n].text] for c in cites for n in c}
     needed = sorted({bare for bare, c, v in zip(plain, cites, verbatim) if c and bare and not v}
                     | {e for bare, c, v in zip(plain, cites, verbatim) if c and bare and not v
@@ -220,9 +220,10 @@ def score_support(sentences: list[str], sources: Sequence[Source], encode: Encod
     return results
 
 
-def _quoted_verbatim(sentence: str, cited: Sequence[Source]) -> bool:
-    """Whether the sentence appears in a cited passage, after at most one short lead-in of ours:
-    a quoted title ('"Title":'), a label ('ShadowKV:', '3.04×:') or a name ('ShadowKV is …')."""
+def quoted_span(sentence: str, cited: Sequence[Source]) -> str | None:
+    """The part of the sentence that a cited passage holds verbatim (whitespace normalised), after at
+    most one short lead-in of ours: a quoted title ('"Title":'), a label ('ShadowKV:', '3.04×:') or a
+    name ('ShadowKV is …'); None when it is not a quote."""
     body = sentence
     for source in cited:
         prefix = f'"{source.title}"'
@@ -235,7 +236,7 @@ def _quoted_verbatim(sentence: str, cited: Sequence[Source]) -> bool:
         head, found, tail = body.partition(sep)
         if found and len(head.split()) <= max_words:
             tails.append(tail.strip())
-    return any(len(t) > 20 and any(t in p for p in passages) for t in tails)
+    return next((t for t in tails if len(t) > 20 and any(t in p for p in passages)), None)
 
 
 def build_citations(text: str, sources: Sequence[Source]) -> list[Citation]:

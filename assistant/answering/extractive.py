@@ -139,6 +139,8 @@ class ExtractiveAnswerer:
         if not evidence.answerable or not evidence.candidates:
             return REFUSAL
         kind = question_kind(question)
+        if kind == "list" and len(sources) == 1:  # "what about the second one?" after a list: one paper
+            kind = "single"
         # The page's own reference brackets ("MobileNetV2 [29]") would read as citations of ours: a
         # sentence is quoted up to its first one; a question naming the top paper's system is
         # answered from that paper.

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from urllib.parse import urlparse
 
-from ..answering.citations import MARKER, marker_numbers, markers
+from ..answering.citations import MARKER, marker_numbers, markers, quoted_span
 from ..errors import AssistantError, BackendError, IndexProblemError, InvalidQuestionError
 from ..models import Answer, SentenceSupport, Source
 
@@ -212,7 +212,7 @@ def _meta_line(answer: Answer) -> str:
 def render_sources(answer: Answer) -> str:
     """The sources panel: cited papers first (with evidence and details), then the rest."""
     cited = {c.n for c in answer.citations}
-    quoted = _quoted_by_source(answer.sentences)
+    quoted = _quoted_by_source(answer.sentences, answer.sources)
     first = [s for s in answer.sources if s.n in cited]
     rest = [s for s in answer.sources if s.n not in cited]
     if answer.refused:
@@ -232,13 +232,16 @@ def render_sources(answer: Answer) -> str:
     return _one_line(parts)
 
 
-def _quoted_by_source(sentences: list[SentenceSupport]) -> dict[int, list[str]]:
-    """For each source number, the answer sentences (without markers) that cite it."""
+def _quoted_by_source(sentences: list[SentenceSupport], sources: Sequence[Source]) -> dict[int, list[str]]:
+    """For each source number, what the answer quotes from it: each citing sentence without its
+    markers and our lead-in ('"Title":', 'ShadowKV is …')."""
+    by_n = {s.n: s for s in sources}
     out: dict[int, list[str]] = {}
     for sentence in sentences:
-        plain = MARKER.sub("", sentence.text).strip().rstrip(".").strip()
+        plain = MARKER.sub("", sentence.text).strip()
         for n in sentence.cites or markers(sentence.text):
-            out.setdefault(n, []).append(plain)
+            span = quoted_span(plain, [by_n[n]]) if n in by_n else None
+            out.setdefault(n, []).append(span or plain.rstrip(".").strip())
     return out
 
 
