@@ -95,6 +95,17 @@ def test_which_of_them_stays_within_the_previous_answer(assistant: Assistant) ->
     assert any("SWIFT" in c.title for c in second.citations)
 
 
+def test_which_of_them_works_without_training_quotes_the_paper_that_says_so(assistant: Assistant) -> None:
+    """"without training" is said "does not require … additional training": the absence word is not
+    matched, what is absent is ("without compromising quality" no longer wins on "without")."""
+    chat = Conversation(assistant)
+    chat.ask("which papers speed up LLM inference with speculative decoding?")
+    second = chat.ask("and which of them works without training?")
+    first_line = second.text.splitlines()[0]
+    assert first_line.startswith("- SWIFT [")
+    assert "does not require auxiliary models or additional training" in first_line
+
+
 def test_its_speedup_is_the_figure_of_the_paper_asked_about(assistant: Assistant) -> None:
     chat = Conversation(assistant)
     first = chat.ask("What is ShadowKV?")

@@ -87,6 +87,9 @@ _FRAME_TERMS = frozenset(terms("problem problems solve solves work works do tell
                                "reach reaches achieve achieves get gets obtain obtains ratio factor number amount"))
 
 
+#: Words that say something is absent ("without retraining", "training-free").
+_ABSENCE = frozenset(terms("without free lacks lacking never"))
+
 #: "Which papers …", "any work on …", "papers on …": a question asking for several papers.
 _LIST = re.compile(r"\b(which|what|list|name|any)\b[^?]*\b(papers|works|methods|studies|approaches|systems)\b|"
                    r"\bpapers\b|^(?:any(?:thing)?|something)\s+(?:on|about)\b|"
@@ -270,9 +273,11 @@ class EvidenceAssessor:
         return evidence
 
     def term_weights(self, question: str) -> dict[str, float]:
-        """The IDF of each content term of the question: what coverage shares are weighted by."""
+        """The IDF of each content term of the question: what coverage shares are weighted by. Words
+        that say something is absent are left out, as abstracts say it many ways ("without
+        retraining", "training-free", "does not require additional training"): what is absent stays."""
         vocabulary = self.vocabulary()
-        return {t: vocabulary.idf(t) for t in set(terms(question))}
+        return {t: vocabulary.idf(t) for t in set(terms(question)) if t not in _ABSENCE}
 
     def coverage(self, question: str, text: str) -> float:
         """IDF-weighted share of the question's content terms that `text` contains."""
@@ -321,7 +326,7 @@ class EvidenceAssessor:
         cover = [_share(weights, set(terms(f"{s.title} {s.text}"))) for s in sources]
         names = named_things(question)
         name_terms = {t for n in names for t in terms(n)}
-        rest = [t for t in set(terms(question)) if t not in name_terms and t not in _FRAME_TERMS]
+        rest = [t for t in weights if t not in name_terms and t not in _FRAME_TERMS]
         vocabulary = self.vocabulary()
         found = [any(mentions(f"{s.title} {s.text}", n) for s in sources) for n in names]
         unknown = [not f and not (terms(n) and all(vocabulary.knows(t) for t in terms(n)))  # "пингвин": no terms
