@@ -66,6 +66,8 @@ def test_what_problem_leads_with_the_problem_the_paper_states(assistant: Assista
                                   "challenges")
     assert "we present a simple yet effective approach, called MiniCache" in answer.text.split("\n")[0]
     _quoted_spans_are_verbatim(answer)
+    coined = assistant.answer("what problem does smartspec solve").text  # a name only the abstract gives
+    assert coined.startswith("Yet, deploying SD in real online LLM serving systems")
     overview = assistant.answer("What is MiniCache?").text
     assert not overview.startswith("However") and "called MiniCache" in overview.split(" [1]")[0]
 
@@ -189,6 +191,7 @@ def test_which_paper_answers_say_the_name_the_paper_coins(assistant: Assistant) 
     ("Long-context LLMs Struggle with Long In-context", "LIConBench"),  # "This study introduces a … (LIConBench)"
     ("Lookahead When It Matters", "ANCAT"),  # "we relax … and present the Adaptive … Transducer (ANCAT)"
     ("It's Never Too Late", "UADF"),  # "a … solution termed Uncertainty-Aware Dynamic Fusion (UADF)"
+    ("Optimizing Speculative Decoding for Serving", "SmartSpec"),  # "we develop a dynamic framework SmartSpec"
     ("Scaling Test-Time Inference with Policy-Optimized", None),  # "a … framework for enhancing … (RAG)": not theirs
 ])
 def test_paper_name_finds_the_name_an_abstract_coins(title_start: str, name: str | None) -> None:

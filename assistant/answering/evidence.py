@@ -77,7 +77,7 @@ _GENERIC_ASKED = re.compile(
 )
 #: Sentences that state the problem or prior work rather than what the paper did.
 #: Sentences that set the scene (prior work, the problem) rather than say what a paper does.
-BACKGROUND = re.compile(r"(However|Despite|While|Although|Existing|Current|Recent|Traditional|Prior|Previous|"
+BACKGROUND = re.compile(r"(However|Yet|Despite|While|Although|Existing|Current|Recent|Traditional|Prior|Previous|"
                          r"Conventional|Unfortunately|Nevertheless)\b")
 #: Words that frame a question rather than say what it is about ("what problem does X solve").
 _FRAME_TERMS = frozenset(terms("problem problems solve solves work works do tell explain describe summary summarize "

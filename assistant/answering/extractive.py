@@ -60,7 +60,8 @@ _DEFINES = re.compile(rf"\b(?:{_AUTHORS})\s+(?:{_PUTS_FORWARD})s?\s+"
 _TITLE_ACRONYM = re.compile(r"\(([A-Z][A-Za-z0-9-]*[A-Z0-9][A-Za-z0-9-]*)\)")
 #: A name an abstract coins: "termed Expanded Name (X)", "called X", "termed as X", "namely X",
 #: "our proposed method, X",
-#: "X (Expanded Name)" with a name-shaped X, or "we (further) design an Expanded Name (X)".
+#: "X (Expanded Name)" with a name-shaped X, "we (further) design an Expanded Name (X)" or "we develop a
+#: dynamic framework X".
 _COINED = re.compile(r"\b(?:called|dubbed|named|termed|coined)\s+(?:as\s+)?(?:an?\s+|the\s+)?(?:[A-Z][\w-]*\s+){1,5}"
                      r"\((?P<acronym>[A-Z][A-Za-z0-9-]*[A-Z0-9][A-Za-z0-9-]*)\)|"
                      r"\b(?:called|dubbed|named|termed|coined|namely)\s+(?:as\s+)?(?P<name>[A-Za-z]\w*[A-Z0-9][\w-]*)|"
@@ -69,7 +70,10 @@ _COINED = re.compile(r"\b(?:called|dubbed|named|termed|coined)\s+(?:as\s+)?(?:an
                      r"\b(?i:our proposed (?:\w+ )?(?:method|approach|model|framework|system|algorithm|technique)),?\s+"
                      r"(?P<name4>[A-Z][\w-]*[A-Z0-9][\w-]*)|"
                      rf"\b(?i:{_AUTHORS})\s+(?:\w+\s+)?{_AND_THEN}(?i:{_PUTS_FORWARD})s?\s+"
-                     r"(?i:(?:a|an|the|novel|new)\s+)*(?:[\w-]+\s+){1,4}?\((?P<name5>[A-Z][A-Za-z0-9_-]*[A-Z0-9][A-Za-z0-9_-]*)\)")
+                     r"(?i:(?:a|an|the|novel|new)\s+)*(?:[\w-]+\s+){1,4}?\((?P<name5>[A-Z][A-Za-z0-9_-]*[A-Z0-9][A-Za-z0-9_-]*)\)|"
+                     rf"\b(?i:{_AUTHORS})\s+(?i:{_PUTS_FORWARD})s?\s+(?i:a|an|the)\s+(?:[\w-]+\s+){{0,3}}?"
+                     r"(?i:framework|system|method|approach|model|algorithm|technique|tool|benchmark|library)\s+"
+                     r"(?P<name6>[A-Z][\w-]*[A-Z0-9][\w-]*)")
 #: "What problem does X solve?", "why X?": asks for the problem a paper takes on.
 _ASKS_PROBLEM = re.compile(r"\b(?:problems?|challenges?|motivat\w*|why)\b", re.I)
 #: A sentence that states a problem ("… posing challenges for …", "… fail to …").
@@ -159,7 +163,7 @@ class ExtractiveAnswerer:
         best = candidates[0]
         if kind == "numeric":
             return _render_numeric(question, best, candidates)
-        if is_bare_subject(question) and names_system_of(question, best.source.title):
+        if is_bare_subject(question) and _names_its_system(question, best.source):
             return _render_overview(question, best.source) or _render_single(question, best, candidates)
         return _render_single(question, best, candidates)
 
@@ -294,12 +298,17 @@ def _render_single(question: str, best: Candidate, candidates: list[Candidate]) 
     return f'{lead}\n\n"{source.title}" [{n}]: {quotes}' if quotes else lead
 
 
-def _about_its_system(question: str, source: Source) -> bool:
-    """Whether the question names the system a paper contributes and does not ask for the problem
-    it takes on ("how does InfLLM handle long inputs", not "why InfLLM")."""
+def _names_its_system(question: str, source: Source) -> bool:
+    """Whether the question names what a paper contributes: its title's system ("ShadowKV: …") or
+    the name its abstract coins ("what problem does smartspec solve")."""
     name = paper_name(source)
-    named = names_system_of(question, source.title) or (name is not None and mentions(question, name))
-    return named and not _ASKS_PROBLEM.search(question)
+    return names_system_of(question, source.title) or (name is not None and mentions(question, name))
+
+
+def _about_its_system(question: str, source: Source) -> bool:
+    """Whether the question asks about the system a paper contributes, not about the problem it
+    takes on ("how does InfLLM handle long inputs", not "why InfLLM")."""
+    return _names_its_system(question, source) and not _ASKS_PROBLEM.search(question)
 
 
 def _definition(defined: tuple[str, str], n: int) -> str:
