@@ -127,6 +127,20 @@ def named_things(question: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+#: A word written as a name: a capital after a small letter or digit ("FlatQuant", "mT5"), letters and
+#: digits together ("Llama2"), capitals then small letters ("XGrammar", "DSPy"); acronyms ("LLMs",
+#: "GPU") are common words when typed in lower case.
+_NAME_SHAPED = re.compile(r"(?<![\w-])[A-Za-z0-9]*(?:[a-z0-9][A-Z]|[A-Za-z]\d|[A-Z]{2}[a-rt-z])\w*")
+
+
+def written_as_names(question: str, text: str) -> list[str]:
+    """The words of a question that `text` writes as names ("flatquant" where the text has
+    "FlatQuant"): people type names in lower case."""
+    written = {m.group().casefold() for m in _NAME_SHAPED.finditer(text) if not _NOT_A_NAME.fullmatch(m.group())}
+    return [w for w in dict.fromkeys(map(_token, question.split()))
+            if len(w) >= 4 and w in written and w not in STOPWORDS]
+
+
 def is_bare_subject(question: str) -> bool:
     """Whether the question is little more than a name ("What is X?", "tell me about X", "X?"): it
     asks for an overview, not for one detail."""

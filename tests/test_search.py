@@ -6,6 +6,7 @@ import pytest
 
 from assistant import Assistant
 from assistant.search.fusion import ChunkHit, PaperHit, reciprocal_rank_fusion
+from assistant.text import written_as_names
 
 PARAPHRASED = [
     ("keep the key cache in low rank on the GPU and push the values to CPU memory to serve long inputs faster",
@@ -30,6 +31,7 @@ def test_paraphrased_question_ranks_the_paper_first(assistant: Assistant, questi
 @pytest.mark.parametrize(("question", "title_start"), [
     ("How fast is Lite-LLM4Rec at inference?", "Rethinking Large Language Model Architectures"),
     ("does PrFlashAttention lose accuracy", "The Nature of Mathematical Modeling"),
+    ("how much kv cache memory does longgen save at inference", "A Little Goes a Long Way"),  # "LongGen" in lower case
 ])
 def test_a_paper_that_mentions_a_name_few_papers_mention_ranks_first(assistant: Assistant, question: str,
                                                                      title_start: str) -> None:
@@ -74,3 +76,9 @@ def test_a_passage_keeps_each_sentence_once_when_chunks_overlap_inside_a_sentenc
     hit = PaperHit("p", "EnergonAI: An Inference System", 1.0, 0.6, 0.0, [first, second])
     assert hit.passage == ("We built it. Upon the architecture, we propose three techniques, i.e. non-blocking "
                            "pipeline parallelism and peer memory pooling. It runs faster.")
+
+
+def test_a_lower_case_word_the_papers_write_as_a_name_is_a_name() -> None:
+    text = "LongGen cuts memory. XGrammar and Llama2 too. LLMs on GPUs, with a 7B model and a reward."
+    question = "does longgen beat xgrammar or llama2 on llms with gpus at 7b reward"
+    assert written_as_names(question, text) == ["longgen", "xgrammar", "llama2"]

@@ -14,7 +14,7 @@ from ..indexing.catalog import Selection
 from ..indexing.embedding import Encoder
 from ..indexing.index import PaperIndex
 from ..models import ScoredChunk
-from ..text import mentions, named_things, names_system_of, split_sentences
+from ..text import mentions, named_things, names_system_of, split_sentences, written_as_names
 from .dense import DenseRetriever
 from .keyword import KeywordRetriever
 
@@ -32,6 +32,9 @@ NAME_MATCH_BONUS = 1.0
 #: is about the paper that says "Lite-LLM4Rec", however the dense ranking places it.
 NAME_MENTION_BONUS = 0.5
 DISTINCTIVE_PAPERS = 2
+#: A question without a name-shaped word ("how much memory does longgen save") may still name a paper
+#: in lower case: its words are looked up, written as names, in this many best candidates.
+LOWER_CASE_NAME_PAPERS = 10
 
 #: The (retriever, weight) pairs of each retrieval mode, by retriever name.
 MODES = {"hybrid": (("dense", DENSE_WEIGHT), ("keyword", KEYWORD_WEIGHT)),
@@ -145,10 +148,11 @@ def fuse(query: str, vector: np.ndarray, retrievers: Sequence[tuple[ChunkRetriev
 
 def _reward_distinctive_names(query: str, papers: list[PaperHit]) -> None:
     """Raise the papers that mention the names of the question only few candidates mention."""
-    names = named_things(query)
-    if not names:  # most questions: no candidate texts to assemble and search
-        return
     texts = {p.paper_id: " ".join([p.title, *(c.text for c in p.chunks)]) for p in papers}
+    best = sorted(papers, key=lambda p: -p.score)[:LOWER_CASE_NAME_PAPERS]
+    names = named_things(query) or written_as_names(query, " ".join(texts[p.paper_id] for p in best))
+    if not names:
+        return
     mentioning = [_mentioned_by(name, texts) for name in names]
     distinctive = [found for found in mentioning if 0 < len(found) <= DISTINCTIVE_PAPERS]
     if not distinctive:
