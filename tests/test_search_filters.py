@@ -14,7 +14,7 @@ import pytest
 from assistant import Assistant, InvalidQuestionError, Paper, PaperFilter, Settings
 from assistant.indexing.catalog import PaperCatalog, paper_date, source_files, upvote_count
 from assistant.indexing.index import PaperIndex
-from assistant.search import dense
+from assistant.search import dense, keyword
 
 QUESTION = "What does this work propose and how well does it do?"
 SHADOWKV = "How does ShadowKV cut KV-cache memory?"
@@ -167,12 +167,25 @@ def test_over_fetched_and_exact_search_keep_to_the_selection(assistant: Assistan
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     shadowkv_file = source_files(assistant.answer(SHADOWKV).sources[0].metadata["pages"])[-1]
     exact = assistant.answer(SHADOWKV, top_k=8, filters={"sources": [shadowkv_file]})
-    monkeypatch.setattr(dense, "EXACT_CHUNKS", 0)  # the path a large collection takes
+    monkeypatch.setattr(dense, "EXACT_CHUNKS", 0)  # the paths a large selection takes
+    monkeypatch.setattr(keyword, "FILTERED_PAPERS", 0)
     fetched = assistant.answer(SHADOWKV, top_k=8, filters={"sources": [shadowkv_file]})
     for answer in (exact, fetched):
         assert answer.sources and all(shadowkv_file in s.metadata["pages"] for s in answer.sources)
         assert answer.citations[0].title.startswith("ShadowKV")
     assert exact.sources[0].title == fetched.sources[0].title
+
+
+def test_keyword_search_within_papers_ranks_them_as_the_whole_search_does(assistant: Assistant) -> None:
+    """The paper ids filter the BM25 query itself: the same chunks, scores and order as the
+    unfiltered ranking kept to those papers, and nothing else."""
+    engine = assistant.index.keyword()
+    everything = engine.search("kv cache compression for long context", 200)
+    chosen = list(dict.fromkeys(hit.paper_id for hit in everything))[3:7]
+    within = engine.search("kv cache compression for long context", 10, paper_ids=chosen)
+    kept = [hit for hit in everything if hit.paper_id in chosen][:10]
+    assert within and {hit.paper_id for hit in within} <= set(chosen)
+    assert [(h.chunk_id, round(h.score, 6)) for h in within] == [(h.chunk_id, round(h.score, 6)) for h in kept]
 
 
 def test_selecting_among_100k_papers_takes_milliseconds() -> None:

@@ -226,6 +226,10 @@ class Selection:
             return 0
         return min(total, limit, 2 * n * -(-total // self.chunks))
 
+    def paper_ids(self) -> list[str]:
+        """The selected papers' ids."""
+        return [self.catalog.facts[row].paper_id for row in np.flatnonzero(self.mask)]
+
     def chunk_ids(self) -> list[str]:
         """The selected papers' chunk ids (meant for small selections)."""
         return [cid for row in np.flatnonzero(self.mask) for cid in self.catalog.chunk_ids[row]]

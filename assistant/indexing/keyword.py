@@ -43,8 +43,9 @@ class KeywordSearch(Protocol):
 
     fingerprint: str
 
-    def search(self, query: str, k: int) -> list[ScoredChunk]:
-        """The k best chunks for the query's terms, best first (chunks with no term left out)."""
+    def search(self, query: str, k: int, paper_ids: Sequence[str] = ()) -> list[ScoredChunk]:
+        """The k best chunks for the query's terms, best first (chunks with no term left out); of
+        the given papers only when `paper_ids` is not empty (a terms filter in a server engine)."""
         ...
 
     def idf(self, term: str) -> float:
@@ -138,8 +139,9 @@ class KeywordIndex:
             self.fingerprint = fingerprint
 
     # -- reading ---------------------------------------------------------------------------------
-    def search(self, query: str, k: int) -> list[ScoredChunk]:
-        """The k best chunks for the query's terms, scored by BM25, best first."""
+    def search(self, query: str, k: int, paper_ids: Sequence[str] = ()) -> list[ScoredChunk]:
+        """The k best chunks for the query's terms, scored by BM25, best first; of the given papers
+        only when `paper_ids` is not empty."""
         import tantivy
 
         query_terms = terms(query)
@@ -148,6 +150,10 @@ class KeywordIndex:
         # One clause per term occurrence: a repeated term counts twice, as it always has.
         parsed = tantivy.Query.boolean_query([(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, "terms", t))
                                               for t in query_terms])
+        if paper_ids:
+            parsed = tantivy.Query.boolean_query([
+                (tantivy.Occur.Must, parsed),
+                (tantivy.Occur.Must, tantivy.Query.term_set_query(self.schema, "paper_id", list(paper_ids)))])
         searcher = self._searcher
         idf = {t: self.idf(t) for t in query_terms}
         hits = []
