@@ -132,6 +132,9 @@ def named_things(question: str) -> list[str]:
 #: digits together ("Llama2"), capitals then small letters ("XGrammar", "DSPy"); acronyms ("LLMs",
 #: "GPU") are common words when typed in lower case.
 _NAME_SHAPED = re.compile(r"[A-Za-z0-9]*(?:[a-z0-9][A-Z]|[A-Za-z]\d|[A-Z]{2}[a-rt-z])\w*")
+#: Lower-cases ASCII letters only, keeping every position where it was.
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_WORD_CHAR = re.compile(r"[\w-]")
 
 
 def written_as_names(question: str, text: str) -> list[str]:
@@ -156,10 +159,6 @@ def written_as_names(question: str, text: str) -> list[str]:
                 break
             start = lower.find(word, end)
     return found
-
-
-_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
-_WORD_CHAR = re.compile(r"[\w-]")
 
 
 def is_bare_subject(question: str) -> bool:

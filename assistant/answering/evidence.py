@@ -75,7 +75,6 @@ _GENERIC_ASKED = re.compile(
     r"sizes?|rates?|factors?|fractions?|shares?|percentages?|speed(-?ups?)?|ratios?|numbers?|amounts?|much)\b",
     re.I,
 )
-#: Sentences that state the problem or prior work rather than what the paper did.
 #: Sentences that set the scene (prior work, the problem) rather than say what a paper does.
 BACKGROUND = re.compile(r"(However|Yet|Despite|While|Although|Existing|Current|Recent|Traditional|Prior|Previous|"
                          r"Conventional|Unfortunately|Nevertheless)\b")
@@ -85,15 +84,15 @@ _FRAME_TERMS = frozenset(terms("problem problems solve solves work works do tell
                                "anything something papers paper study "
                                # what any figure satisfies: "what compression ratio does X reach" ~ "20x compression"
                                "reach reaches achieve achieves get gets obtain obtains ratio factor number amount"))
-
-
 #: Words that say something is absent ("without retraining", "training-free").
 _ABSENCE = frozenset(terms("without free lacks lacking never"))
+
 
 #: "Which papers …", "any work on …", "papers on …": a question asking for several papers.
 _LIST = re.compile(r"\b(which|what|list|name|any)\b[^?]*\b(papers|works|methods|studies|approaches|systems)\b|"
                    r"\bpapers\b|^(?:any(?:thing)?|something)\s+(?:on|about)\b|"
                    r"\b(?:any|some)\s+(?:work|research|literature)\s+(?:on|about|that|for)\b", re.I)
+
 
 def asks_for_papers(question: str) -> bool:
     """Whether the question asks for several papers ("which papers …", "papers on …")."""

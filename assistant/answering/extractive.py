@@ -181,14 +181,19 @@ def _stating_figures(question: str, candidates: list[Candidate]) -> list[Candida
         tiers.insert(0, lambda text: _counted(text, question) is not None)
     else:
         tiers.insert(0, lambda text: MEASUREMENT.search(text) is not None)
-    for asked, unit in _UNITS_ASKED:
-        if asked.search(question):
-            tiers.insert(0, _figure_in(unit))
+    for unit in _units_asked(question):
+        tiers.insert(0, _figure_in(unit))
     for states in tiers:
         found = [c for c in best_paper if states(c.text)]
         if found:
             return found + [c for c in stating if c not in found]
     return stating
+
+
+def _units_asked(question: str) -> list[re.Pattern[str]]:
+    """The units of the figure the question implies, the most specific last ("what generation rate"
+    is a rate before a %)."""
+    return [unit for asked, unit in _UNITS_ASKED if asked.search(question)]
 
 
 def _figure_in(unit: re.Pattern[str]) -> Callable[[str], bool]:
@@ -273,16 +278,17 @@ def _render_single(question: str, best: Candidate, candidates: list[Candidate]) 
     problem), unless the question asks for the problem."""
     source, n = best.source, best.source.n
     lead, used = None, []
+    order = split_sentences(source.text)
     defined = defining_clause(source)
-    intro = intro_sentence(source)
-    if defined:
+    if defined:  # the clause is part of one of the sentences: that one introduces the system
         lead = _definition(defined, n)
         used.append(defined[1])
-        intro = next((s for s in split_sentences(source.text) if defined[1] in s), intro)
-    elif intro:
-        lead = _with_marker(intro, n)
-        used.append(intro)
-    order = split_sentences(source.text)
+        intro = next((s for s in order if defined[1] in s), None)
+    else:
+        intro = intro_sentence(source)
+        if intro:
+            lead = _with_marker(intro, n)
+            used.append(intro)
     support = [c.text for c in candidates if c.source.n == n and c.score >= SECOND_RELATIVE * best.score]
     support = [s for s in support if not any(_redundant(s, u) or s in u or u in s for u in used)]
     if lead and intro in order and _about_its_system(question, source):
@@ -379,8 +385,8 @@ def _main_figure(sentence: str, question: str) -> str | None:
     figures = with_unit or found
     if not figures:
         return None
-    asked_units = [unit for asked, unit in _UNITS_ASKED if asked.search(question)]
-    if asked_units:  # the last kind asked is the most specific ("what generation rate" is a rate, not a %)
+    asked_units = _units_asked(question)
+    if asked_units:
         figures = [m for m in figures if asked_units[-1].search(m.group())] or figures
     wanted = set(terms(question))
     direction: set[str] = set().union(*(d for d in _DIRECTIONS if d & wanted))
@@ -401,9 +407,11 @@ def _main_figure(sentence: str, question: str) -> str | None:
 def _counted(sentence: str, question: str) -> str | None:
     """For "how many X", the number with what it counts, as the sentence writes it ("550 billion
     tokens", "256 worker nodes", "40K high-quality multi-turn dialogues"), if it states one."""
+    if not _COUNTING.search(question):
+        return None
     per = re.search(r"\bhow many\s+([\w-]+)\s+per\b", question, re.I)  # "how many bits per parameter"
     heads = set(terms(per.group(1))) if per else asked_terms(question)
-    if not heads or not _COUNTING.search(question):
+    if not heads:
         return None
     for number in _COUNT.finditer(sentence):
         for i, word in enumerate(re.finditer(r"\S+", sentence[number.end():])):

@@ -149,16 +149,16 @@ def fuse(query: str, vector: np.ndarray, retrievers: Sequence[tuple[ChunkRetriev
 def _reward_distinctive_names(query: str, papers: list[PaperHit]) -> None:
     """Raise the papers that mention the names of the question only few candidates mention."""
     texts = {p.paper_id: " ".join([p.title, *(c.text for c in p.chunks)]) for p in papers}
-    best = sorted(papers, key=lambda p: -p.score)[:LOWER_CASE_NAME_PAPERS]
     names = named_things(query)
     if names:
         mentioning = [_mentioned_by(name, texts) for name in names]
     else:  # a name typed in lower case is a word as the papers write it: a plain search finds it
+        best = sorted(papers, key=lambda p: -p.score)[:LOWER_CASE_NAME_PAPERS]
         names = written_as_names(query, " ".join(texts[p.paper_id] for p in best))
-        lowered = {paper_id: text.lower() for paper_id, text in texts.items()} if names else {}
+        if not names:
+            return
+        lowered = {paper_id: text.lower() for paper_id, text in texts.items()}
         mentioning = [{paper_id for paper_id, text in lowered.items() if name in text} for name in names]
-    if not names:
-        return
     distinctive = [found for found in mentioning if 0 < len(found) <= DISTINCTIVE_PAPERS]
     if not distinctive:
         return
