@@ -175,8 +175,8 @@ class Conversation:
     ("which of them…", "and its speedup?") follow, as in the chat.
 
         chat = Conversation(assistant)
-        chat.ask("Which papers shrink the KV cache?")
-        chat.ask("and which of them works without retraining?")
+        chat.ask("Which papers compress the KV cache?")
+        chat.ask("and which of them is training-free?")
     """
 
     def __init__(self, assistant: Assistant, **options: Any) -> None:
