@@ -161,6 +161,17 @@ def written_as_names(question: str, text: str) -> list[str]:
     return found
 
 
+def typed_names(question: str, titles: list[str], text: str) -> list[str]:
+    """The names a question types in lower case, beyond `named_things`: its lower-case words that
+    `text` writes as names ("flatquant" for "FlatQuant") or that a title gives as its system's name
+    ("splitwise" for "Splitwise: …")."""
+    typed = typed_words(question)
+    found = [w for w in written_as_names(question, text) if w in typed]
+    found += [name.casefold() for name in map(system_name, titles) if name and name.casefold() in typed]
+    named = set(named_things(question))
+    return [name for name in dict.fromkeys(found) if name not in named]
+
+
 def is_bare_subject(question: str) -> bool:
     """Whether the question is little more than a name ("What is X?", "tell me about X", "X?"): it
     asks for an overview, not for one detail."""
@@ -177,7 +188,16 @@ def names_system_of(question: str, title: str) -> bool:
     """Whether the question names the system a title is about ("What is TransMLA?" and
     "TransMLA: Multi-head Latent Attention …")."""
     name = system_name(title)
-    return name is not None and set(name.casefold().split()) <= set(named_things(question))
+    if name is None:
+        return False
+    wanted = set(name.casefold().split())
+    return wanted <= set(named_things(question)) or wanted <= typed_words(question)
+
+
+def typed_words(question: str) -> set[str]:
+    """The words of a question typed all in lower case ("how fast is splitwise"): people type names
+    that way, so such a word may name a system. A question with capitals writes its names with them."""
+    return set(map(_token, question.split())) if question == question.lower() else set()
 
 
 VERSIONED = re.compile(r"\d|\+")

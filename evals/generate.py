@@ -10,9 +10,12 @@ title names a system ("NAME: subtitle") it writes:
   mark, "tell me about…", "what problem does … solve"); right = answered, citing the paper.
 - `numeric`: a figure an abstract sentence states about the named system, asked for in the
   sentence's own words ("By how much does ShadowKV boost throughput?"); the figure is the keyword.
+- `numeric-typed`: each of those typed into a search box ("by how much does shadowkv boost
+  throughput"): the name has no capitals left to find it by.
 - `near-miss`: unanswerable questions in the same forms: an attribute no abstract states
   (licence, authors, GPU count, training cost, code release date, learning rate) about a paper
-  that IS in the collection, and perturbed system names that are NOT in it ("ShadowKV-2").
+  that IS in the collection, asked as written and as typed, and perturbed system names that are
+  NOT in it ("ShadowKV-2").
 - `claim`: every paper that says "We find / show / evaluate … that …" asked for by up to two such
   claims ("Which paper finds that …?"): a detail, not its headline.
 - `query`: every paper that says "we present X, a …" searched for as typed into a search box: the
@@ -296,6 +299,12 @@ def _figure_questions(sentence: str, name: str) -> Iterator[tuple[str, str]]:
         yield f"What {m.group(2).lower()} does {name} achieve?", m.group(1).strip()
 
 
+def typed(question: str) -> str:
+    """The question as people type it into a search box: lower case, no question mark ("how much
+    faster is llmcompiler"). Names then carry no capitals, so the answerer must find them anyway."""
+    return question.lower().rstrip("?")
+
+
 def perturbed(name: str, taken: str) -> str | None:
     """A name that looks like a version or sibling of `name` but occurs nowhere in the collection."""
     digits = re.search(r"\d+(?!.*\d)", name)
@@ -323,7 +332,9 @@ def near_miss_questions(paper: Paper, name: str, taken: str) -> Iterator[str]:
     """An attribute no abstract states about this paper, and a perturbed name of its system."""
     eligible = [q for q, stated in ATTRIBUTES if not re.search(stated, paper.abstract, re.I)]
     if eligible:
-        yield eligible[_pick(eligible, paper.paper_id)].format(name=name)
+        question = eligible[_pick(eligible, paper.paper_id)].format(name=name)
+        yield question
+        yield typed(question)
     other = perturbed(name, taken)
     if other:
         form = NAME_FORMS[_pick(NAME_FORMS, other)]
@@ -359,6 +370,7 @@ def generate(papers: list[Paper], test_gold: set[str], dev_gold: set[str]) -> di
             add(split, "name", "single", question, [paper.title], keywords)
         for question, keywords in numeric_questions(paper, name):
             add(split, "numeric", "numeric", question, [paper.title], keywords)
+            add(split, "numeric-typed", "numeric", typed(question), [paper.title], keywords)
         for question in near_miss_questions(paper, name, taken):
             add(split, "near-miss", "unanswerable", question, [], [])
     for topic, members in shared_topics(papers).items():

@@ -17,7 +17,7 @@ from assistant.answering.evidence import FEATURES, MODEL_FILE, ConfidenceModel, 
 from assistant.answering.extractive import paper_name, question_kind
 from assistant.corpus.parse import load_corpus
 from assistant.models import Source
-from assistant.text import mentions, named_things, names_system_of
+from assistant.text import mentions, named_things, names_system_of, typed_names
 
 ROOT = Path(__file__).resolve().parents[1]
 TRANSMLA = "TransMLA: Multi-head Latent Attention Is All You Need"
@@ -219,6 +219,18 @@ def test_named_things_and_system_names() -> None:
     assert names_system_of("what is transmla", TRANSMLA)
     assert not names_system_of("what is transmla-2", TRANSMLA)
     assert not names_system_of("What is attention?", "Hopping Too Late: Exploring the Limitations of LLMs")
+    splitwise = "Splitwise: Efficient generative LLM inference using phase splitting"
+    assert names_system_of("how much lower cost does splitwise give", splitwise)  # typed in lower case
+    assert not names_system_of("how much does medusa cost", splitwise)
+
+
+def test_a_question_typed_in_lower_case_names_what_the_papers_write_as_names() -> None:
+    titles = ["Splitwise: Efficient generative LLM inference using phase splitting", "Scope is all you need"]
+    text = "DuoAttention cuts memory. Splitwise splits phases. Large language models on GPUs."
+    question = "by how much does duoattention beat splitwise on pre-filling for large models"
+    assert typed_names(question, titles, text) == ["duoattention", "splitwise"]  # "pre-filling" is named already
+    assert typed_names(question.capitalize(), titles, text) == []  # a question with capitals writes names with them
+    assert typed_names("what is the scope of large models", titles, text) == []
 
 
 def test_the_shipped_model_matches_the_features_it_was_fit_on() -> None:
@@ -240,4 +252,5 @@ def test_the_generated_suites_are_reproducible_and_split_by_paper(tmp_path: Path
             for split in ("train", "dev", "test")}
     assert not gold["train"] & gold["dev"] and not gold["train"] & gold["test"] and not gold["dev"] & gold["test"]
     suites = {json.loads(line)["suite"] for text in committed.values() for line in text.splitlines()}
-    assert suites == {"topic", "describe", "claim", "query", "list", "name", "numeric", "near-miss", "off-topic"}
+    assert suites == {"topic", "describe", "claim", "query", "list", "name", "numeric", "numeric-typed", "near-miss",
+                      "off-topic"}

@@ -27,7 +27,7 @@ from typing import Protocol
 import numpy as np
 
 from ..models import Source
-from ..text import VERSIONED, mentions, named_things, numbers, split_sentences, terms
+from ..text import VERSIONED, mentions, named_things, numbers, split_sentences, terms, typed_names
 
 Encode = Callable[[list[str]], np.ndarray]
 MODEL_FILE = Path(__file__).with_name("confidence_model.json")
@@ -323,7 +323,8 @@ class EvidenceAssessor:
         dense = [s.dense for s in sources]
         weights = self.term_weights(question)
         cover = [_share(weights, set(terms(f"{s.title} {s.text}"))) for s in sources]
-        names = named_things(question)
+        names = named_things(question) + typed_names(
+            question, [s.title for s in sources], " ".join(f"{s.title} {s.text}" for s in sources))
         name_terms = {t for n in names for t in terms(n)}
         rest = [t for t in weights if t not in name_terms and t not in _FRAME_TERMS]
         vocabulary = self.vocabulary()
