@@ -17,11 +17,14 @@ through to too under until up very was we were what when where which while who w
 would you your yours yourself yourselves paper papers work works approach approaches method methods
 propose proposes proposed present presents introduce introduces show shows use uses using used
 based new novel collection which whose does tell find list describe explain give say says
-""".split())
+whats whos hows wheres whens whys thats theres dont doesnt didnt isnt arent wasnt werent cant couldnt
+wont wouldnt shouldnt hasnt havent hadnt im ive youre don doesn didn isn aren wasn weren couldn wouldn
+shouldn hasn haven hadn
+""".split())  # the last lines: contractions ("whats new in flatquant", the "don" of "don't")
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*|\d+(?:[.,]\d+)*%?")
 #: Changes whenever `terms()` changes, so saved keyword indexes built with the old one are rebuilt.
-ANALYZER_ID = "words-v2/stopwords/snowball-en"
+ANALYZER_ID = "words-v2/stopwords-v2/snowball-en"
 _NUMBER = re.compile(r"(?<![A-Za-z])\d+(?:[.,]\d+)*(?:\s*(?:%|×|(?:x|times)\b)|%)?", re.I)
 #: A sentence ends at . ! ? before a capital, a digit, a quote or bracket, or a name that starts in
 #: lower case but has a capital inside ("… grouped layers. xKV consolidates …").

@@ -17,7 +17,7 @@ from assistant.answering.evidence import FEATURES, MODEL_FILE, ConfidenceModel, 
 from assistant.answering.extractive import paper_name, question_kind
 from assistant.corpus.parse import load_corpus
 from assistant.models import Source
-from assistant.text import mentions, named_things, names_system_of, typed_names
+from assistant.text import mentions, named_things, names_system_of, terms, typed_names
 
 ROOT = Path(__file__).resolve().parents[1]
 TRANSMLA = "TransMLA: Multi-head Latent Attention Is All You Need"
@@ -35,7 +35,7 @@ def _quoted_spans_are_verbatim(answer: Answer) -> None:
 
 
 @pytest.mark.parametrize("question", ["What does TransMLA do?", "transmla?", "tell me about TransMLA",
-                                      "how does transmla work"])
+                                      "how does transmla work", "whats new in transmla"])
 def test_a_named_system_is_answered_from_its_paper(assistant: Assistant, question: str) -> None:
     answer = assistant.answer(question)
     assert not answer.refused and answer.grounded
@@ -216,6 +216,7 @@ def test_named_things_and_system_names() -> None:
     assert mentions("we train a once-for-all (OFA) network", "once-for-all")  # a name of stopwords only
     assert "shadowkv" in named_things("How does ShadowKV cut KV-cache memory?")
     assert named_things("What is a good sourdough recipe?") == []
+    assert terms("whats new in transmla, dont skip") == terms("What's new in TransMLA? Don't skip")
     assert names_system_of("what is transmla", TRANSMLA)
     assert not names_system_of("what is transmla-2", TRANSMLA)
     assert not names_system_of("What is attention?", "Hopping Too Late: Exploring the Limitations of LLMs")
