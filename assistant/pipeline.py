@@ -5,6 +5,7 @@ and runs retrieve → fit → answer → check for each question.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -115,6 +116,14 @@ class Assistant:
         answerer and the citation checks then embed none of them."""
         self.encoder.preload([s for src in sources for s in split_sentences(src.text)], self.index.sentences.get)
 
+    def _by_evidence(self, question: str, sources: list[Source]) -> list[Source]:
+        """Sources renumbered best sentence first. For a follow-up over the previous answer's papers
+        ("which of them works without retraining?"), passages ranked for the earlier topic all match
+        it: the paper with a sentence stating the new aspect goes first."""
+        relevance = self.assessor.assess(question, sources).relevance
+        ranked = sorted(sources, key=lambda s: -relevance.get(s.n, -1.0))
+        return [dataclasses.replace(s, n=n) for n, s in enumerate(ranked, start=1)]
+
     def answer(self, question: str, *, backend: str | None = None, top_k: int | None = None,
                retrieval: str | None = None, history: Sequence[Answer] = (),
                filters: PaperFilter | Mapping[str, Any] | None = None) -> Answer:
@@ -152,6 +161,8 @@ class Assistant:
                 return _nothing_matches(question, answerer.name, applied, started)
         sources = answerer.fit_sources(asked, self.retrieve(asked, top_k, retrieval, within))
         self.load_sentence_vectors(sources)
+        if len(follow_up.paper_ids) > 1:
+            sources = self._by_evidence(asked, sources)
         retrieved = time.perf_counter()
 
         def check(text: str) -> Answer:
@@ -176,7 +187,7 @@ class Conversation:
 
         chat = Conversation(assistant)
         chat.ask("Which papers compress the KV cache?")
-        chat.ask("and which of them is training-free?")
+        chat.ask("and which of them works without retraining?")
     """
 
     def __init__(self, assistant: Assistant, **options: Any) -> None:

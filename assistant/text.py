@@ -24,7 +24,7 @@ shouldn hasn haven hadn
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*|\d+(?:[.,]\d+)*%?")
 #: Changes whenever `terms()` changes, so saved keyword indexes built with the old one are rebuilt.
-ANALYZER_ID = "words-v2/stopwords-v2/snowball-en"
+ANALYZER_ID = "words-v2/stopwords-v2/snowball-en/no-training"
 _NUMBER = re.compile(r"(?<![A-Za-z])\d+(?:[.,]\d+)*(?:\s*(?:%|×|(?:x|times)\b)|%)?", re.I)
 #: A sentence ends at . ! ? before a capital, a digit, a quote or bracket, or a name that starts in
 #: lower case but has a capital inside ("… grouped layers. xKV consolidates …").
@@ -66,9 +66,20 @@ def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
+#: A method that needs no (re)training, said many ways ("training-free", "without retraining", "does
+#: not require auxiliary models or additional training"), no word of one phrasing in
+#: the others: a text saying it gets one more term, `NO_TRAINING_TERM`, so a question saying it one way
+#: finds the abstracts saying it another.
+NO_TRAINING = re.compile(r"\b(?:re-?|fine-?)?(?:train|tun)(?:ing|ed)?[- ]free\b|"
+                         r"\b(?:without|no|not require|not need|free of)\s+(?:[\w-]+,?\s+){0,4}?"
+                         r"(?:re-?|fine-?)?(?:train|tun)(?:ing|ed)?\b", re.I)
+NO_TRAINING_TERM = "~no-training"
+
+
 def terms(text: str) -> list[str]:
-    """Stemmed content terms: what keyword search and overlap scores compare."""
-    return [stem(w) for w in words(text) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
+    """Stemmed content terms: what keyword search and overlap scores compare (and `NO_TRAINING_TERM`)."""
+    found = [stem(w) for w in words(text) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
+    return [*found, NO_TRAINING_TERM] if NO_TRAINING.search(text) else found
 
 
 def numbers(text: str) -> set[str]:

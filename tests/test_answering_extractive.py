@@ -17,7 +17,7 @@ from assistant.answering.evidence import FEATURES, MODEL_FILE, ConfidenceModel, 
 from assistant.answering.extractive import paper_name, question_kind
 from assistant.corpus.parse import load_corpus
 from assistant.models import Source
-from assistant.text import mentions, named_things, names_system_of, terms, typed_names
+from assistant.text import NO_TRAINING_TERM, mentions, named_things, names_system_of, terms, typed_names
 
 ROOT = Path(__file__).resolve().parents[1]
 TRANSMLA = "TransMLA: Multi-head Latent Attention Is All You Need"
@@ -217,6 +217,11 @@ def test_named_things_and_system_names() -> None:
     assert "shadowkv" in named_things("How does ShadowKV cut KV-cache memory?")
     assert named_things("What is a good sourdough recipe?") == []
     assert terms("whats new in transmla, dont skip") == terms("What's new in TransMLA? Don't skip")
+    for said in ("works without retraining", "is training-free", "does not require auxiliary models or additional "
+                 "training", "with no fine-tuning"):
+        assert NO_TRAINING_TERM in terms(said), said
+    for said in ("online retraining of draft models", "without compromising quality", "we train without labels"):
+        assert NO_TRAINING_TERM not in terms(said), said
     assert names_system_of("what is transmla", TRANSMLA)
     assert not names_system_of("what is transmla-2", TRANSMLA)
     assert not names_system_of("What is attention?", "Hopping Too Late: Exploring the Limitations of LLMs")

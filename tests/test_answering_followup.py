@@ -106,6 +106,19 @@ def test_which_of_them_works_without_training_quotes_the_paper_that_says_so(assi
     assert "does not require auxiliary models or additional training" in first_line
 
 
+def test_which_of_them_works_without_retraining_finds_the_paper_that_says_training_free(
+        assistant: Assistant) -> None:
+    """The issue's own example: no word of "without retraining" is in "MiniCache is training-free",
+    and the passages of all five papers match the earlier topic, so the paper stating the new aspect
+    must be found by its sentence and cited first."""
+    chat = Conversation(assistant)
+    first = chat.ask("Which papers compress the KV cache?")
+    assert any(c.title.startswith("MiniCache") for c in first.citations)
+    second = chat.ask("and which of them works without retraining?")
+    assert not second.refused and second.sources[0].title.startswith("MiniCache")
+    assert second.text.splitlines()[0].startswith("- MiniCache [1]: Our MiniCache is training-free")
+
+
 def test_its_speedup_is_the_figure_of_the_paper_asked_about(assistant: Assistant) -> None:
     chat = Conversation(assistant)
     first = chat.ask("What is ShadowKV?")

@@ -27,7 +27,17 @@ from typing import Protocol
 import numpy as np
 
 from ..models import Source
-from ..text import VERSIONED, mentions, named_things, numbers, split_sentences, terms, typed_names
+from ..text import (
+    NO_TRAINING,
+    NO_TRAINING_TERM,
+    VERSIONED,
+    mentions,
+    named_things,
+    numbers,
+    split_sentences,
+    terms,
+    typed_names,
+)
 
 Encode = Callable[[list[str]], np.ndarray]
 MODEL_FILE = Path(__file__).with_name("confidence_model.json")
@@ -274,9 +284,15 @@ class EvidenceAssessor:
     def term_weights(self, question: str) -> dict[str, float]:
         """The IDF of each content term of the question: what coverage shares are weighted by. Words
         that say something is absent are left out, as abstracts say it many ways ("without
-        retraining", "training-free", "does not require additional training"): what is absent stays."""
+        compromising quality", "lossless"): what is absent stays. For a method that needs no training
+        ("without retraining") the words give way to `NO_TRAINING_TERM`, the phrasings' common term."""
         vocabulary = self.vocabulary()
-        return {t: vocabulary.idf(t) for t in set(terms(question)) if t not in _ABSENCE}
+        weights = {t: vocabulary.idf(t) for t in set(terms(question)) if t not in _ABSENCE}
+        no_training = NO_TRAINING.search(question)
+        if no_training:  # "without retraining" asks for any way of saying it, not for the word "retraining"
+            said = [weights.pop(t) for t in set(terms(no_training.group())) - {NO_TRAINING_TERM} if t in weights]
+            weights[NO_TRAINING_TERM] = max([weights[NO_TRAINING_TERM], *said])
+        return weights
 
     def coverage(self, question: str, text: str) -> float:
         """IDF-weighted share of the question's content terms that `text` contains."""
