@@ -91,6 +91,13 @@ def test_how_much_leads_with_the_figure_the_question_asks_about(assistant: Assis
     _quoted_spans_are_verbatim(answer)
 
 
+def test_an_overview_quotes_no_code_link_as_a_result(assistant: Assistant) -> None:
+    """"Our code is publicly available at https://github.com/Zoeyyao27/SirLLM" has digits, but no result."""
+    answer = assistant.answer("what does SirLLM do")
+    assert answer.citations[0].title.startswith("SirLLM") and "Token Entropy" in answer.text
+    assert "github.com" not in answer.text
+
+
 def test_which_papers_gives_one_line_per_paper(assistant: Assistant) -> None:
     answer = assistant.answer("Which papers accelerate LLM decoding with speculative decoding?")
     lines = answer.text.splitlines()

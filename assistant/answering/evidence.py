@@ -94,6 +94,8 @@ _FRAME_TERMS = frozenset(terms("problem problems solve solves work works do tell
                                "anything something papers paper study "
                                # what any figure satisfies: "what compression ratio does X reach" ~ "20x compression"
                                "reach reaches achieve achieves get gets obtain obtains ratio factor number amount"))
+#: A link: "https://github.com/…", "aka.ms/…".
+LINK = re.compile(r"\b(?:https?://|www\.|github\.com/|aka\.ms/)\S*", re.I)
 #: Words that say something is absent ("without retraining", "training-free").
 _ABSENCE = frozenset(terms("without free lacks lacking never"))
 
@@ -302,16 +304,16 @@ class EvidenceAssessor:
         """Candidate sentences, best first, and each source's best score.
 
         Score = cosine(question, sentence) + 0.5 x IDF-weighted share of question terms in the
-        sentence and its title - 0.04 x the paper's rank (- 0.1 for background sentences); only
-        the best few sentences per source by term coverage are embedded.
+        sentence and its title (links left out) - 0.04 x the paper's rank (- 0.1 for background
+        sentences); only the best few sentences per source by term coverage are embedded.
         """
         candidates = [Candidate(src, rank, sentence) for rank, src in enumerate(sources)
                       for sentence in split_sentences(src.text) if len(sentence.split()) >= MIN_SENTENCE_WORDS]
         if not candidates:
             return [], {}
         weights = self.term_weights(question)
-        for cand in candidates:
-            cand.coverage = _share(weights, set(terms(cand.text)) | set(terms(cand.source.title)))
+        for cand in candidates:  # a link's words ("https://aka.ms/SCBench") say nothing the question asks
+            cand.coverage = _share(weights, set(terms(LINK.sub(" ", cand.text))) | set(terms(cand.source.title)))
         figure = wants_figure(question)
         candidates.sort(key=lambda c: -(c.coverage + (FIGURE_BONUS if figure and has_figure(c.text) else 0.0)))
         kept: dict[int, int] = {}

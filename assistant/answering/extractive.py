@@ -23,6 +23,7 @@ from .base import AnswerContext
 from .citations import REFUSAL
 from .evidence import (
     BACKGROUND,
+    LINK,
     MEASUREMENT,
     MIN_SENTENCE_WORDS,
     RATE,
@@ -340,7 +341,7 @@ def _render_overview(question: str, source: Source) -> str | None:
         lead = f"{_with_marker(problem, n)} {lead}" if problem and not _REFERENCE.search(problem) else lead
     after = sentences[sentences.index(intro) + 1:]
     more = [s for s in after[:1] if not BACKGROUND.match(s) and not has_figure(s) and not _REFERENCE.search(s)]
-    result = next((s for s in after if has_figure(s) and not _REFERENCE.search(s)), None)
+    result = next((s for s in after if has_figure(s) and not _REFERENCE.search(s) and not LINK.search(s)), None)
     quotes = " ".join(_with_marker(s, n) for s in (*more, result) if s and not _redundant(s, intro))
     return f'{lead}\n\n"{source.title}" [{n}]: {quotes}' if quotes else lead
 
