@@ -178,11 +178,14 @@ def test_which_papers_and_by_how_much_gives_each_paper_the_figure_that_goes_the_
 
 def test_which_paper_answers_say_the_name_the_paper_coins(assistant: Assistant) -> None:
     """A title without a system name ("Symbolic Discovery of Optimization Algorithms"): the answer
-    names what the abstract calls it (Lion), and a descriptor ("MuZero-style") still finds a name
-    that appears only inside a longer one (mallocMuZero)."""
+    names what the abstract calls it (Lion), or the title when the abstract names nothing; a
+    descriptor ("MuZero-style") still finds a name that appears only inside a longer one (mallocMuZero)."""
     lion = assistant.answer("Which paper discovered an optimizer by searching over programs?")
     assert lion.citations[0].title == "Symbolic Discovery of Optimization Algorithms"
     assert "Lion (EvoLved Sign Momentum)" in lion.text.splitlines()[0]
+    unnamed = assistant.answer("Which paper adds latent embeddings from an offline coprocessor to a frozen LLM's "
+                               "kv cache?")
+    assert unnamed.text.startswith('"Deliberation in Latent Space via Differentiable Cache Augmentation" [1]: ')
     malloc = assistant.answer("which paper uses a MuZero-style agent to map tensors to memory")
     assert not malloc.refused
     assert malloc.citations[0].title == "Optimizing Memory Mapping Using Deep Reinforcement Learning"

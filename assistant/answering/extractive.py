@@ -44,6 +44,8 @@ MAX_PAPERS = 6
 KEY_POINT_RELATIVE = 0.8
 
 _REFERENCE = re.compile(r"\[\d+(?:\s*[,;–-]\s*\d+)*\]")
+#: "Which paper …?", "what study …": a question whose answer is a paper.
+_WHICH_PAPER = re.compile(r"\b(?:which|what)\s+(?:paper|thesis|study|work|article|report|survey|publication)\b", re.I)
 #: The verbs with which a paper puts forward what it contributes ("we present …", "this work proposes …").
 _PUTS_FORWARD = "present|propose|introduce|develop|design|build"
 #: Who speaks in an abstract: "we", "this paper", "this study", "our work".
@@ -302,7 +304,15 @@ def _render_single(question: str, best: Candidate, candidates: list[Candidate]) 
     quotes = " ".join(_with_marker(s, n) for s in support)
     if lead is None:
         return f'"{source.title}" [{n}]: {quotes}'
+    if _WHICH_PAPER.search(question) and not _says_name(lead, source):  # the answer is the paper: say which
+        return f'"{source.title}" [{n}]: ' + " ".join(filter(None, (lead, quotes)))
     return f'{lead}\n\n"{source.title}" [{n}]: {quotes}' if quotes else lead
+
+
+def _says_name(text: str, source: Source) -> bool:
+    """Whether `text` says the paper's short name ("we present SWIFT, …")."""
+    name = paper_name(source)
+    return name is not None and name.casefold() in text.casefold()
 
 
 def _names_its_system(question: str, source: Source) -> bool:
