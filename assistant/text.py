@@ -76,10 +76,17 @@ NO_TRAINING = re.compile(r"\b(?:re-?|fine-?)?(?:train|tun)(?:ing|ed)?[- ]free\b|
 NO_TRAINING_TERM = "~no-training"
 
 
+#: A word every `NO_TRAINING` phrasing has: the regex runs only on texts with one (it is slower than the rest).
+_NO_TRAINING_CUES = frozenset({"free", "without", "no", "not"})
+
+
 def terms(text: str) -> list[str]:
     """Stemmed content terms: what keyword search and overlap scores compare (and `NO_TRAINING_TERM`)."""
-    found = [stem(w) for w in words(text) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
-    return [*found, NO_TRAINING_TERM] if NO_TRAINING.search(text) else found
+    tokens = words(text)
+    found = [stem(w) for w in tokens if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
+    if _NO_TRAINING_CUES.isdisjoint(tokens) or not NO_TRAINING.search(text):
+        return found
+    return [*found, NO_TRAINING_TERM]
 
 
 def numbers(text: str) -> set[str]:
@@ -121,6 +128,12 @@ def named_things(question: str) -> list[str]:
     """What the question names, case-folded: name-shaped words (digits, inner capitals, hyphens,
     acronyms) and the subject of a bare "What is X?" question. Quantities ("1B-parameter") are not
     names, nor are lower-case compounds ("code-search") in a question that writes names with capitals."""
+    return list(_named_things(question))
+
+
+@lru_cache(maxsize=256)
+def _named_things(question: str) -> tuple[str, ...]:
+    """`named_things`, cached: retrieval asks it of one question for every candidate paper."""
     names = []
     cased = question != question.lower()
     for i, word in enumerate(question.split()):
@@ -139,7 +152,7 @@ def named_things(question: str) -> list[str]:
     if match:
         names += [_token(w) for w in match.group("subject").split()
                   if _token(w) and _token(w) not in STOPWORDS and len(_token(w)) > 1]
-    return list(dict.fromkeys(names))
+    return tuple(dict.fromkeys(names))
 
 
 #: A word written as a name: a capital after a small letter or digit ("FlatQuant", "mT5"), letters and
@@ -180,6 +193,8 @@ def typed_names(question: str, titles: list[str], text: str) -> list[str]:
     `text` writes as names ("flatquant" for "FlatQuant") or that a title gives as its system's name
     ("splitwise" for "Splitwise: …")."""
     typed = typed_words(question)
+    if not typed:
+        return []
     found = [w for w in written_as_names(question, text) if w in typed]
     found += [name.casefold() for name in map(system_name, titles) if name and name.casefold() in typed]
     named = set(named_things(question))
