@@ -19,12 +19,12 @@ propose proposes proposed present presents introduce introduces show shows use u
 based new novel collection which whose does tell find list describe explain give say says
 whats whos hows wheres whens whys thats theres dont doesnt didnt isnt arent wasnt werent cant couldnt
 wont wouldnt shouldnt hasnt havent hadnt im ive youre don doesn didn isn aren wasn weren couldn wouldn
-shouldn hasn haven hadn
-""".split())  # the last lines: contractions ("whats new in flatquant", the "don" of "don't")
+shouldn hasn haven hadn wat waht wht
+""".split())  # the last lines: contractions and typos ("whats new in flatquant", the "don" of "don't", "wat")
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*|\d+(?:[.,]\d+)*%?")
 #: Changes whenever `terms()` changes, so saved keyword indexes built with the old one are rebuilt.
-ANALYZER_ID = "words-v2/stopwords-v2/snowball-en/no-training"
+ANALYZER_ID = "words-v2/stopwords-v3/snowball-en/acronyms/no-training"
 _NUMBER = re.compile(r"(?<![A-Za-z])\d+(?:[.,]\d+)*(?:\s*(?:%|×|(?:x|times)\b)|%)?", re.I)
 #: A sentence ends at . ! ? before a capital, a digit, a quote or bracket, or a name that starts in
 #: lower case but has a capital inside ("… grouped layers. xKV consolidates …").
@@ -80,13 +80,24 @@ NO_TRAINING_TERM = "~no-training"
 _NO_TRAINING_CUES = frozenset({"free", "without", "no", "not"})
 
 
+#: "large language models" is what "LLMs" stands for: a text saying it has the term "llm" too.
+_LARGE_LANGUAGE_MODEL = re.compile(r"\blarge language models?\b", re.I)
+#: An acronym's plural ("llms", "cnns", "gpus"), which the stemmer leaves as it is.
+_ACRONYM_PLURAL = re.compile(r"[b-df-hj-np-tv-xz]{2,}s|[cgnt]pus")
+
+
 def terms(text: str) -> list[str]:
-    """Stemmed content terms: what keyword search and overlap scores compare (and `NO_TRAINING_TERM`)."""
+    """Stemmed content terms: what keyword search and overlap scores compare. Acronyms are singular
+    ("LLMs" ~ "LLM"), "large language model" also counts as "llm", and `NO_TRAINING_TERM` stands for
+    every way of saying a method needs no training."""
     tokens = words(text)
-    found = [stem(w) for w in tokens if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
-    if _NO_TRAINING_CUES.isdisjoint(tokens) or not NO_TRAINING.search(text):
-        return found
-    return [*found, NO_TRAINING_TERM]
+    found = [w[:-1] if _ACRONYM_PLURAL.fullmatch(w) else stem(w)
+             for w in tokens if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
+    if "language" in tokens and _LARGE_LANGUAGE_MODEL.search(text):
+        found.append("llm")
+    if not _NO_TRAINING_CUES.isdisjoint(tokens) and NO_TRAINING.search(text):
+        found.append(NO_TRAINING_TERM)
+    return found
 
 
 def numbers(text: str) -> set[str]:
@@ -150,7 +161,9 @@ def _named_things(question: str) -> tuple[str, ...]:
             names.append(bare.casefold())
     match = _SUBJECT.match(question.strip())
     if match:
-        names += [_token(w) for w in match.group("subject").split()
+        subject = " ".join(match.group("subject").split())
+        owner = re.match(r"(.+?)['’]s\b", subject)  # "ShadowKV's speedup": the name is ShadowKV's, not "speedup"
+        names += [_token(w) for w in (owner.group(1) if owner else subject).split()
                   if _token(w) and _token(w) not in STOPWORDS and len(_token(w)) > 1]
     return tuple(dict.fromkeys(names))
 

@@ -226,7 +226,10 @@ def test_named_things_and_system_names() -> None:
     assert mentions("we train a once-for-all (OFA) network", "once-for-all")  # a name of stopwords only
     assert "shadowkv" in named_things("How does ShadowKV cut KV-cache memory?")
     assert named_things("What is a good sourdough recipe?") == []
+    assert named_things("and ShadowKV's speedup?") == ["shadowkv"]  # what it owns is asked, not named
     assert terms("whats new in transmla, dont skip") == terms("What's new in TransMLA? Don't skip")
+    assert terms("LLMs on GPUs") == terms("an LLM on a GPU") == ["llm", "gpu"]  # acronyms are singular
+    assert "llm" in terms("serving large language models")  # what the acronym stands for
     for said in ("works without retraining", "is training-free", "does not require auxiliary models or additional "
                  "training", "with no fine-tuning"):
         assert NO_TRAINING_TERM in terms(said), said

@@ -93,7 +93,8 @@ _FRAME_TERMS = frozenset(terms("problem problems solve solves work works do tell
                                "mean means idea main key purpose goal contribution contributions about info "
                                "anything something papers paper study "
                                # what any figure satisfies: "what compression ratio does X reach" ~ "20x compression"
-                               "reach reaches achieve achieves get gets obtain obtains ratio factor number amount"))
+                               "reach reaches achieve achieves get gets obtain obtains ratio factor number amount "
+                               "speedup speedups"))
 #: A link: "https://github.com/…", "aka.ms/…".
 LINK = re.compile(r"\b(?:https?://|www\.|github\.com/|aka\.ms/)\S*", re.I)
 #: Words that say something is absent ("without retraining", "training-free").
