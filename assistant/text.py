@@ -67,9 +67,9 @@ def words(text: str) -> list[str]:
 
 
 #: A method that needs no (re)training, said many ways ("training-free", "without retraining", "does
-#: not require auxiliary models or additional training"), no word of one phrasing in
-#: the others: a text saying it gets one more term, `NO_TRAINING_TERM`, so a question saying it one way
-#: finds the abstracts saying it another.
+#: not require auxiliary models or additional training"), no word of one phrasing in the others: a
+#: text saying it gets one more term, `NO_TRAINING_TERM`, so a question saying it one way finds the
+#: abstracts saying it another.
 NO_TRAINING = re.compile(r"\b(?:re-?|fine-?)?(?:train|tun)(?:ing|ed)?[- ]free\b|"
                          r"\b(?:without|no|not require|not need|free of)\s+(?:[\w-]+,?\s+){0,4}?"
                          r"(?:re-?|fine-?)?(?:train|tun)(?:ing|ed)?\b", re.I)
@@ -208,7 +208,7 @@ def typed_names(question: str, titles: list[str], text: str) -> list[str]:
     typed = typed_words(question)
     if not typed:
         return []
-    found = [w for w in written_as_names(question, text) if w in typed]
+    found = written_as_names(question, text)
     found += [name.casefold() for name in map(system_name, titles) if name and name.casefold() in typed]
     named = set(named_things(question))
     return [name for name in dict.fromkeys(found) if name not in named]
