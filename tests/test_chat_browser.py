@@ -116,6 +116,15 @@ def test_follow_up_new_chat_example_and_top_k(page: Page) -> None:
     assert "NanoFlow" in page.locator("#pa-sources .pa-cited .pa-title").first.inner_text()
 
 
+def test_which_of_them_is_answered_about_the_previous_papers(page: Page) -> None:
+    ask(page, "Which papers compress the KV cache?")
+    ask(page, "and which of them works without retraining?")
+    follow_up = page.locator('[data-testid="bot"]').last.inner_text()
+    assert "About the 5 papers of the previous answer" in follow_up
+    assert "MiniCache is training-free" in follow_up
+    assert "MiniCache" in page.locator("#pa-sources .pa-cited .pa-title").first.inner_text()
+
+
 def test_bad_question_shows_an_error_then_the_chat_answers(page: Page) -> None:
     ask(page, "?!")
     assert "check the question" in page.locator(".pa-error").last.inner_text()
