@@ -183,7 +183,8 @@ FEATURES = {
     "best_cosine": "cosine of the question to the best sentence",
     "rest_coverage_top": "coverage_top over the terms that are neither named things nor question frames "
                          "('problem', 'solve', 'work', ...); 1 when there are none",
-    "named": "1 if the question names something (name-shaped word or the X of 'what is X')",
+    "named": "1 if the question names something (name-shaped word, the X of 'what is X', or in a question typed "
+             "in lower case a word the sources write as a name: 'splitwise')",
     "named_missing": "1 if a named thing is in no retrieved paper (title or passage) and its terms are not "
                      "all in the collection's vocabulary either: something the collection never mentions",
     "version_missing": "1 if a named thing with a version (digits or '+': 'ShadowKV-3') is in no retrieved paper",
