@@ -6,7 +6,9 @@
    answerable, its top retrieved paper is a gold one, the gold passages state the keywords).
 2. An L2-regularised logistic regression over standardised features (numpy, Newton steps), each
    train file weighted to count as much as the other: fit on templates alone, the model was
-   under-confident on questions people write.
+   under-confident on questions people write. For each of `CAPPED_FEATURES`, the (weighted,
+   add-one smoothed) share of the train questions where it fires that the evidence answers: the
+   model's probability is capped there.
 3. The refusal threshold chosen on dev: the highest threshold that refuses at most
    TARGET_FALSE_REFUSAL of the answerable questions of each dev file (generated and hand-written).
 Test is never read. Writes `assistant/answering/confidence_model.json` with the features'
@@ -27,7 +29,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from assistant import Assistant, Settings  # noqa: E402
-from assistant.answering.evidence import FEATURES, MODEL_FILE, ConfidenceModel, EvidenceAssessor  # noqa: E402
+from assistant.answering.evidence import (  # noqa: E402
+    CAPPED_FEATURES,
+    FEATURES,
+    MODEL_FILE,
+    ConfidenceModel,
+    EvidenceAssessor,
+)
 from assistant.evals.dataset import EvalQuestion, load_eval_set  # noqa: E402
 from assistant.evals.metrics import evidence_answers  # noqa: E402
 
@@ -35,7 +43,7 @@ TRAIN = [HERE / "generated" / "train.jsonl", HERE / "train.jsonl"]
 DEV = [HERE / "generated" / "dev.jsonl", HERE / "dev.jsonl"]
 TARGET_FALSE_REFUSAL = 0.02
 L2 = 1.0
-VERSION = 1
+VERSION = 2
 
 
 def observe(assistant: Assistant, assessor: EvidenceAssessor,
@@ -78,6 +86,12 @@ def choose_threshold(p: np.ndarray, answerable: np.ndarray, target: float = TARG
     return float(scores[allowed]) if allowed < len(scores) else 0.5
 
 
+def fit_cap(fires: np.ndarray, y: np.ndarray, sample_weight: np.ndarray) -> float:
+    """The share of the questions where a feature fires that the evidence answers (weighted, with
+    add-one smoothing, so a feature that never fired on an answered question still leaves a chance)."""
+    return float((sample_weight[fires] @ y[fires] + 1.0) / (sample_weight[fires].sum() + 2.0))
+
+
 def balanced_weights(groups: np.ndarray) -> np.ndarray:
     """Sample weights under which every training file counts as much as any other: the generated
     questions outnumber the hand-written ones and come from a few templates."""
@@ -94,15 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     assistant.ensure_index()
     assessor = EvidenceAssessor(assistant.encoder.encode, assistant.index.keyword,
                                 ConfidenceModel(0, list(FEATURES), [0.0] * len(FEATURES), [1.0] * len(FEATURES),
-                                                [0.0] * len(FEATURES), 0.0, 0.5))
+                                                [0.0] * len(FEATURES), 0.0, 0.5, {}))
     train = [(str(path.relative_to(HERE)), q) for path in TRAIN for q in load_eval_set(path)]
     dev = [(str(path.relative_to(HERE)), q) for path in DEV for q in load_eval_set(path)]
     x, y, _ = observe(assistant, assessor, [q for _, q in train])
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
-    weights, bias = fit_logistic((x - mean) / scale, y,
-                                 sample_weight=balanced_weights(np.array([str(p) for p, _ in train])))
-    model = ConfidenceModel(VERSION, list(FEATURES), mean.tolist(), scale.tolist(), weights.tolist(), bias, 0.5)
+    sample_weight = balanced_weights(np.array([str(p) for p, _ in train]))
+    weights, bias = fit_logistic((x - mean) / scale, y, sample_weight=sample_weight)
+    caps = {name: fit_cap(x[:, list(FEATURES).index(name)] >= 0.5, y, sample_weight) for name in CAPPED_FEATURES}
+    model = ConfidenceModel(VERSION, list(FEATURES), mean.tolist(), scale.tolist(), weights.tolist(), bias, 0.5, caps)
     xd, yd, answerable = observe(assistant, assessor, [q for _, q in dev])
     p_dev = np.array([model.probability(dict(zip(FEATURES, row))) for row in xd])
     # Every dev file must keep its false refusals under the target, not just their union.
@@ -123,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "features": [{"name": n, "definition": d} for n, d in FEATURES.items()],
         "mean": [round(v, 6) for v in mean], "scale": [round(v, 6) for v in scale],
         "weights": [round(v, 6) for v in weights], "bias": round(bias, 6),
+        "caps": {name: round(cap, 6) for name, cap in caps.items()},
         "threshold": round(model.threshold, 6), "target_false_refusal": TARGET_FALSE_REFUSAL, "fit": report,
     }
     MODEL_FILE.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")

@@ -13,7 +13,15 @@ import pytest
 
 from assistant import Answer, Assistant
 from assistant.answering.citations import MARKER, REFUSAL
-from assistant.answering.evidence import FEATURES, MODEL_FILE, ConfidenceModel, wants_figure
+from assistant.answering.evidence import (
+    FEATURES,
+    MODEL_FILE,
+    ConfidenceModel,
+    asked_terms,
+    counted_terms,
+    value_unstated,
+    wants_figure,
+)
 from assistant.answering.extractive import paper_name, question_kind
 from assistant.corpus.parse import load_corpus
 from assistant.models import Source
@@ -83,6 +91,23 @@ def test_how_a_named_system_works_is_quoted_from_where_the_paper_introduces_it(a
     _quoted_spans_are_verbatim(answer)
 
 
+def test_how_a_named_system_does_something_quotes_its_steps(assistant: Assistant) -> None:
+    """GEAR's abstract tells its recipe in the sentences after the intro: "first applies quantization
+    …", "It then employs a low rank matrix …" (the second would not be quoted by score alone)."""
+    answer = assistant.answer("how does gear compress the kv cache")
+    quoted = answer.text.split("\n\n")[1]
+    assert "GEAR first applies quantization" in quoted and "low rank matrix" in quoted
+    _quoted_spans_are_verbatim(answer)
+
+
+def test_what_problem_quotes_the_problem_stated_after_an_opening_intro(assistant: Assistant) -> None:
+    """DistServe's abstract opens with the system, then says what goes wrong in existing systems."""
+    answer = assistant.answer("What problem does DistServe solve?")
+    lead = answer.text.split("\n\n")[0]
+    assert lead.startswith("DistServe improves the performance") and "Existing LLM serving systems colocate" in lead
+    _quoted_spans_are_verbatim(answer)
+
+
 def test_how_much_leads_with_the_figure_the_question_asks_about(assistant: Assistant) -> None:
     answer = assistant.answer("How much does ShadowKV improve throughput?")
     figure, _, quote = answer.text.partition(":")
@@ -113,6 +138,63 @@ def test_unknown_names_and_off_topic_are_refused_with_low_confidence(assistant: 
     assert answer.refused and answer.text == REFUSAL and not answer.grounded
     assert answer.confidence < ConfidenceModel.load().threshold
     assert answer.to_dict()["confidence"] == answer.confidence and answer.to_dict()["grounded"] is False
+
+
+@pytest.mark.parametrize("question", ["Which smartphone models was PowerInfer-2 evaluated on?",
+                                      "Which GPU model was DistServe evaluated on?",
+                                      "how many gpus did nanoflow use in its evaluation"])
+def test_a_value_the_paper_does_not_state_is_refused(assistant: Assistant, question: str) -> None:
+    """The paper is right there and matches on every other feature; the value asked for is not in it."""
+    answer = assistant.answer(question)
+    assert answer.refused and answer.confidence <= round(ConfidenceModel.load().caps["value_unstated"], 4)
+
+
+@pytest.mark.parametrize(("question", "quoted"), [("what gpu does shadowkv run on", "A100"),
+                                                  ("which llms was minicache evaluated on", "LLaMA-2")])
+def test_a_value_the_paper_states_is_answered(assistant: Assistant, question: str, quoted: str) -> None:
+    answer = assistant.answer(question)
+    assert not answer.refused and quoted in answer.text
+    _quoted_spans_are_verbatim(answer)
+
+
+def _source(title_start: str) -> Source:
+    paper = next(p for p in load_corpus().papers if p.title.startswith(title_start))
+    return Source(1, paper.title, paper.paper_id, paper.abstract, 1.0, {})
+
+
+@pytest.mark.parametrize(("question", "title_start", "unstated"), [
+    ("Which GPU model was DistServe evaluated on?", "DistServe", True),
+    ("what gpu does shadowkv run on", "ShadowKV", False),  # "on an A100 GPU"
+    ("Which smartphone models was PowerInfer-2 evaluated on?", "PowerInfer-2", True),
+    ("which 8 llms did scbench evaluate", "SCBench", True),  # "8 LLMs", none named
+    ("which llms was minicache evaluated on", "MiniCache", False),  # "LLaMA-2, LLaMA-3, Phi-3, …"
+    ("Under which licence is ShadowKV released?", "ShadowKV", True),
+    ("who are the authors of shadowkv", "ShadowKV", True),
+    ("how many gpus did nanoflow use", "NanoFlow", True),
+    ("How much does ShadowKV improve throughput?", "ShadowKV", False),  # "by up to 3.04"
+    ("What batch size does ShadowKV support?", "ShadowKV", False),  # "6times larger batch sizes"
+    ("Which paper develops an LLM inference system with attention offloading?", "ShadowKV", False),  # a paper
+    ("What is LLM Inference Unveiled?", "ShadowKV", False),  # asks for no value
+])
+def test_value_unstated(question: str, title_start: str, unstated: bool) -> None:
+    assert value_unstated(question, [_source(title_start)]) is unstated
+
+
+def test_what_a_question_counts_and_asks_for() -> None:
+    assert counted_terms("How many public datasets was Tiny Time Mixers pre-trained on?") == set(terms("datasets"))
+    assert counted_terms("how many bits per parameter does it use") == set(terms("bits"))
+    assert counted_terms("nanoflow how many gpus") == set(terms("gpus"))
+    assert counted_terms("What does NanoFlow do?") == set()
+    assert asked_terms("What does FastSwitch fix in fairness-aware LLM serving?") == set()  # "does" is no attribute
+    assert asked_terms("Which GPU does X use?") == set(terms("gpu"))
+
+
+def test_a_capped_feature_caps_the_probability() -> None:
+    model = ConfidenceModel.load()
+    features = dict.fromkeys(FEATURES, 1.0)
+    capped = model.probability(features)
+    assert capped <= model.caps["value_unstated"] < model.threshold
+    assert model.probability({**features, "value_unstated": 0.0}) != capped
 
 
 def test_a_reference_bracket_of_the_page_is_not_quoted_as_a_citation(assistant: Assistant) -> None:

@@ -70,9 +70,59 @@ _WHAT_IS = re.compile(r"what(?:'s|’s| is| are| was| were)\b", re.I)
 _QUESTION_WORD = re.compile(r"(?:what|which|who|how|why|where|when|does|do|is|are|can|tell|explain|describe|"
                             r"papers?|any)\b", re.I)
 #: "how many <measure>" / "which <attribute>": the words the evidence must contain.
-_ASKED = re.compile(r"\b(?:how many|which|what)\s+((?:[a-z-]+\s+){0,2}?[a-z-]+?)\s+"
+_ASKED = re.compile(r"\b(?:how many|which|what)\s+(?!(?:does|do|did|is|are|was|were|has|have|had|can|could|will)\b)"
+                    r"((?:[a-z-]+\s+){0,2}?[a-z-]+?)\s+"
                     r"(?:does|do|did|is|are|was|were|has|have|had|can|could|of|in|for|to|on|by|with|were|will)\b",
                     re.I)
+#: "how many public datasets was …", "how many bits per parameter": what is counted.
+_HOW_MANY = re.compile(r"\bhow many\s+((?:[\w-]+\s+){0,2}?[\w-]+?)(?:\s+(?:does|do|did|is|are|was|were|has|have|had|"
+                       r"can|could|of|in|for|to|on|by|with|will|per)\b|\s*[?.!]*\s*$)", re.I)
+#: A count: "256", "40K", "349k", "1.4" (of "1.4 million hours"); and how many words may come
+#: between it and what it counts.
+COUNT = re.compile(r"(?<![\w.-])\d[\d,.]*[KkMB]?(?![\w-])")
+COUNTED_WORDS = 4
+#: Words any figure satisfies ("what accuracy", "what throughput gain"): not required in the evidence.
+_MEASURE_WORDS = frozenset(terms("score scores accuracy gain gains improvement improvements point points performance "
+                                 "result results"))
+#: How many words apart a figure and the word it measures may be ("a batch size of 4,096").
+VALUE_WINDOW = 6
+#: A model family's name ("Llama-3.1-8B", "GPT-4", "Mistral-7B"): what "which LLMs" asks for.
+_MODEL_NAME = re.compile(r"\b(?:Llama|LLaMA|Mistral|Mixtral|Gemma|Vicuna|Falcon|Claude|Qwen|Phi|Gemini|Yi|BERT|"
+                         r"RoBERTa|GPT|OPT|T5|GLM|ChatGLM|DeepSeek|Baichuan|InternLM|PaLM|BLOOM|Pythia|ViT|ResNet|CLIP|Whisper|"
+                         r"MobileNet|EfficientNet|Swin|DeiT|Stable Diffusion|SDXL|DiT)")
+#: A word between "which" and what it asks for: not an auxiliary ("what is LLM Inference Unveiled").
+_FILLER = r"(?:(?!(?:is|are|was|were|does|do|did|has|have|had)\b)[\w-]+\s+)"
+#: Questions asking for a kind of value, and what a value of that kind looks like: abstracts often
+#: say "on GPUs" or "on smartphones" without which ones.
+_VALUE_KINDS = [
+    (re.compile(rf"\b(?:which|what)\s+{_FILLER}{{0,2}}?(?:gpus?|accelerators?)\b"
+                r"(?!\s+(?:memory|hours|days|count|kernels?))", re.I),
+     re.compile(r"\b(?:[AHLTVB]\d{2,3}|RTX\s?\d{4}|A\d{4}|MI\d{3}X?|TPUs?\s?v?\d|Jetson|[GH]B?\d{3}|Gaudi\d?|Xeon|"
+                r"EPYC)\b")),
+    (re.compile(rf"\b(?:which|what)\s+{_FILLER}{{0,2}}?(?:smart)?phones?\b|\b(?:smart)?phone models?\b", re.I),
+     re.compile(r"\b(?:iPhone|Pixel|Galaxy|OnePlus|Xiaomi|Snapdragon|Redmi|Huawei|Dimensity|Oppo|Vivo)\b", re.I)),
+    # "which 8 LLMs did SCBench evaluate" asks for models; "which video LLMs report …" for papers
+    (re.compile(rf"\b(?:which|what)\s+(?!(?:kinds?|types?|sorts?)\s+of\b){_FILLER}{{0,3}}?"
+                r"(?:llms?|language models?|base models?|models?)\s+(?:does|do|did|is|are|was|were|has|have|had)\b",
+                re.I),
+     _MODEL_NAME),
+    (re.compile(rf"\b(?:which|what)\s+{_FILLER}{{0,2}}?(?:compan(?:y|ies)|organi[sz]ations?|labs?|institutions?|"
+                r"universit(?:y|ies)|firms?)\b", re.I),
+     re.compile(r"\b(?:Meta|Google|Microsoft|Amazon|Apple|Alibaba|ByteDance|Tencent|Baidu|NVIDIA|Nvidia|Huawei|OpenAI|"
+                r"Facebook|Samsung|Intel|AMD|Qualcomm|IBM|Kuaishou|Meituan|Xiaohongshu|Ant Group|University|"
+                r"Institute)\b")),
+    (re.compile(rf"\b(?:which|what)\s+{_FILLER}{{0,2}}?languages\b", re.I),
+     re.compile(r"\b(?:English|Chinese|Mandarin|Cantonese|Japanese|Korean|Spanish|French|German|Arabic|Hindi|Russian|"
+                r"Portuguese|Italian|Python|Java|JavaScript|C\+\+|Rust|Fortran|Verilog|SQL)\b")),
+    (re.compile(r"\blicen[cs]e[ds]?\b", re.I), re.compile(r"\b(?:Apache|MIT|GPL|BSD|CC[- ]BY|licen[cs]e[ds]?)\b")),
+    (re.compile(r"^\W*who\b|\b(?:which|what)\s+(?:are\s+)?(?:the\s+)?(?:authors|affiliations?)\b|"
+                r"\bauthors?(?:'s)?\s+(?:names?|affiliations?)\b|\bnames? of the authors\b|\baffiliat", re.I),
+     re.compile(r"\bet al\b|\bUniversity\b|\bInstitute\b|\b(?:Inc|Ltd)\b")),
+    (re.compile(r"^\W*when\s+(?:was|were|did|is|will)\b.*\b(?:releas|publish|launch|introduc|open.?sourc|came out|"
+                r"come out|available)|\b(?:release|publication) date\b|\bwhat (?:year|date|month)\b", re.I),
+     re.compile(r"\b(?:19|20)\d\d\b|\b(?:January|February|March|April|May|June|July|August|September|October|"
+                r"November|December)\b")),
+]
 #: "who are the authors of …", "who wrote …": people, which abstracts rarely name.
 _WHO = re.compile(r"\bwho\s+(?:are|were|is|was)\s+the\s+([a-z-]+)|\bwho\s+(?:wrote|authored)\b", re.I)
 #: Measures that need what they measure to be an attribute ("learning rate", "batch size").
@@ -105,6 +155,10 @@ _ABSENCE = frozenset(terms("without free lacks lacking never"))
 _LIST = re.compile(r"\b(which|what|list|name|any)\b[^?]*\b(papers|works|methods|studies|approaches|systems)\b|"
                    r"\bpapers\b|^(?:any(?:thing)?|something)\s+(?:on|about)\b|"
                    r"\b(?:any|some)\s+(?:work|research|literature)\s+(?:on|about|that|for)\b", re.I)
+
+
+#: "Which paper …?", "what study …": a question whose answer is a paper.
+WHICH_PAPER = re.compile(r"\b(?:which|what)\s+(?:paper|thesis|study|work|article|report|survey|publication)\b", re.I)
 
 
 def asks_for_papers(question: str) -> bool:
@@ -140,6 +194,66 @@ def asked_terms(question: str) -> set[str]:
     if not found or found[-1].isdigit():
         return set()
     return {found[-1]}
+
+
+def counted_terms(question: str) -> set[str]:
+    """For "how many X …", the term of what is counted ("how many public datasets was …" →
+    {dataset}, "how many bits per parameter" → {bit}); empty for other questions."""
+    match = _HOW_MANY.search(question)
+    found = terms(match.group(1)) if match else []
+    return {found[-1]} if found else set()
+
+
+def counts(sentence: str, counted: set[str]) -> str | None:
+    """The count of what is counted with its words, as the sentence writes it ("550 billion tokens",
+    "256 worker nodes"): a number followed within `COUNTED_WORDS` words by a counted term."""
+    for number in COUNT.finditer(sentence):
+        for i, word in enumerate(re.finditer(r"\S+", sentence[number.end():])):
+            if i >= COUNTED_WORDS:
+                break
+            if counted & set(terms(word.group())):
+                return sentence[number.start():number.end() + word.end()].rstrip(".,;:)")
+    return None
+
+
+def value_unstated(question: str, subject: list[Source]) -> bool:
+    """Whether the question asks for a value that no sentence of these papers states: a value of the
+    asked kind (a GPU or phone model, a licence, people, a date), a count before what is counted
+    ("how many GPUs" → "8 GPUs"), a figure near the asked words ("what batch size" → "a batch size of
+    4,096"), or the asked words at all ("which annotators"). False for questions asking for none, and
+    for those asking for papers ("which paper develops an LLM …")."""
+    if asks_for_papers(question) or WHICH_PAPER.search(question):
+        return False
+    for asks, value in _VALUE_KINDS:
+        if asks.search(question):
+            return not any(value.search(f"{s.title} {s.text}") for s in subject)
+    counted = counted_terms(question) - _MEASURE_WORDS
+    asked = counted or asked_terms(question) - _MEASURE_WORDS
+    figure = wants_figure(question)
+    if not asked and not figure:
+        return False
+    for src in subject:
+        for sentence in split_sentences(src.text):
+            if asked and not asked <= set(terms(f"{sentence} {src.title}")):
+                continue
+            if counted and not counts(sentence, counted):
+                continue
+            if figure and not counted and not _figure_near(sentence, asked):
+                continue
+            return False
+    return True
+
+
+def _figure_near(sentence: str, asked: set[str]) -> bool:
+    """A figure in the sentence, within `VALUE_WINDOW` words of an asked word if there are any."""
+    if not has_figure(sentence):
+        return False
+    if not asked:
+        return True
+    words = sentence.split()
+    figures = [i for i, w in enumerate(words) if has_figure(w)]
+    wanted = [i for i, w in enumerate(words) if asked & set(terms(w))]
+    return any(abs(i - j) <= VALUE_WINDOW for i in figures for j in wanted)
 
 
 def has_figure(sentence: str) -> bool:
@@ -191,6 +305,10 @@ FEATURES = {
     "named_in_top": "share of named things the top paper mentions",
     "asks_attribute": "1 if the question asks for an attribute ('how many annotators', 'which license')",
     "attribute_missing": "1 if it does and no retrieved sentence or title contains the asked word",
+    "value_unstated": "1 if the question asks for a value (a figure, a count, an attribute, or a kind of value: "
+                      "a GPU or phone model, a licence, people, a date) and no sentence of the papers that mention "
+                      "most of its named things (the two best papers when it names none) states it: the asked "
+                      "words with a figure near them, a number before what is counted, a value of the kind",
     "wants_figure": "1 if the question asks for a figure ('how many', 'by how much', 'what speedup')",
     "figure_missing": "1 if it does and no sentence of the two best papers states a figure",
     "question_terms": "log(1 + number of content terms in the question)",
@@ -216,9 +334,17 @@ class Evidence:
     relevance: dict[int, float] = field(default_factory=dict)
 
 
+#: Features that, when they fire, settle the question almost alone: the model's probability is
+#: capped at the share of train questions with the feature that the evidence answered. A linear
+#: model cannot do this: "What GPU model was MobileSAM trained on?" matches its paper on every other
+#: feature, which outweighs one missing value.
+CAPPED_FEATURES = ("value_unstated",)
+
+
 @dataclass
 class ConfidenceModel:
-    """A logistic model over standardised features and the refusal threshold chosen on dev."""
+    """A logistic model over standardised features, caps for features that settle the question
+    (`CAPPED_FEATURES`) and the refusal threshold chosen on dev."""
 
     version: int
     features: list[str]
@@ -227,18 +353,20 @@ class ConfidenceModel:
     weights: list[float]
     bias: float
     threshold: float
+    caps: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path = MODEL_FILE) -> ConfidenceModel:
         data = json.loads(path.read_text(encoding="utf-8"))
         return cls(data["version"], [f["name"] for f in data["features"]], data["mean"], data["scale"],
-                   data["weights"], data["bias"], data["threshold"])
+                   data["weights"], data["bias"], data["threshold"], data["caps"])
 
     def probability(self, features: dict[str, float]) -> float:
         """P(the evidence answers the question) for one feature dict."""
         x = np.array([features[name] for name in self.features], dtype=np.float64)
         z = float(((x - np.array(self.mean)) / np.array(self.scale)) @ np.array(self.weights) + self.bias)
-        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+        p = 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+        return min([p, *(cap for name, cap in self.caps.items() if features[name] >= 0.5)])
 
 
 class Vocabulary(Protocol):
@@ -372,6 +500,7 @@ class EvidenceAssessor:
             "asks_attribute": float(bool(asked)),
             "attribute_missing": float(bool(asked) and not any(
                 asked <= set(terms(c.text + " " + c.source.title)) for c in candidates)),
+            "value_unstated": float(value_unstated(question, _subject(sources, names))),
             "wants_figure": float(figure),
             "figure_missing": float(figure and not any(
                 has_figure(s) for src in sources if src.n in best_two for s in split_sentences(src.text))),
@@ -383,6 +512,15 @@ class EvidenceAssessor:
                 s for src in sources if src.n in best_two for s in split_sentences(src.text)
                 if STANDALONE_NUMBER.search(s) or MEASUREMENT.search(s)]) if figure and rest else 1.0,
         }
+
+
+def _subject(sources: list[Source], names: list[str]) -> list[Source]:
+    """The papers a question is about: those mentioning most of its named things (none when no
+    paper mentions any), the two best papers when it names nothing."""
+    if not names:
+        return sources[:2]
+    mentioned = [sum(mentions(f"{s.title} {s.text}", n) for n in names) for s in sources]
+    return [s for s, m in zip(sources, mentioned) if m and m == max(mentioned)]
 
 
 def _best_share(weights: dict[str, float], sentences: list[str]) -> float:

@@ -28,10 +28,13 @@ from .evidence import (
     MIN_SENTENCE_WORDS,
     RATE,
     STANDALONE_NUMBER,
+    WHICH_PAPER,
     Candidate,
     EvidenceAssessor,
     asked_terms,
     asks_for_papers,
+    counted_terms,
+    counts,
     has_figure,
     wants_figure,
 )
@@ -44,8 +47,6 @@ MAX_PAPERS = 6
 KEY_POINT_RELATIVE = 0.8
 
 _REFERENCE = re.compile(r"\[\d+(?:\s*[,;–-]\s*\d+)*\]")
-#: "Which paper …?", "what study …": a question whose answer is a paper.
-_WHICH_PAPER = re.compile(r"\b(?:which|what)\s+(?:paper|thesis|study|work|article|report|survey|publication)\b", re.I)
 #: The verbs with which a paper puts forward what it contributes ("we present …", "this work proposes …").
 _PUTS_FORWARD = "present|propose|introduce|develop|design|build"
 #: Who speaks in an abstract: "we", "this paper", "this study", "our work".
@@ -79,6 +80,8 @@ _COINED = re.compile(r"\b(?:called|dubbed|named|termed|coined)\s+(?:as\s+)?(?:an
                      r"(?P<name6>[A-Z][\w-]*[A-Z0-9][\w-]*)")
 #: "What problem does X solve?", "why X?": asks for the problem a paper takes on.
 _ASKS_PROBLEM = re.compile(r"\b(?:problems?|challenges?|motivat\w*|why)\b", re.I)
+#: "How does X work / compress / keep …": asks for the mechanism, which abstracts tell step by step.
+_ASKS_HOW = re.compile(r"\bhow\s+(?:does|do|did|can|is|are|would|could)\b", re.I)
 #: A sentence that states a problem ("… posing challenges for …", "… fail to …").
 _PROBLEM = re.compile(r"\b(?:challeng\w*|problems?|bottlenecks?|limit\w*|fail\w*|suffer\w*|struggl\w*)\b", re.I)
 #: A gain's unit ("3.04×", "2 times", "10-fold"); with "%", the unit of a gain or a share.
@@ -100,10 +103,6 @@ _DIRECTIONS = [
     frozenset(terms("faster speed speeds speedup accelerate accelerates acceleration quicker")),
 ]
 DIRECTION_WINDOW = 8
-#: A count: "256", "40K", "349k", "1.4" (of "1.4 million hours"); and how many words may come
-#: between it and what it counts.
-_COUNT = re.compile(r"(?<![\w.-])\d[\d,.]*[KkMB]?(?![\w-])")
-COUNTED_WORDS = 4
 _QUALIFIER = re.compile(r"^(?:up to|over|about|nearly|more than)\s")
 
 
@@ -294,17 +293,22 @@ def _render_single(question: str, best: Candidate, candidates: list[Candidate]) 
             used.append(intro)
     support = [c.text for c in candidates if c.source.n == n and c.score >= SECOND_RELATIVE * best.score]
     support = [s for s in support if not any(_redundant(s, u) or s in u or u in s for u in used)]
-    if lead and intro in order and _about_its_system(question, source):
+    asks_how = _ASKS_HOW.search(question) is not None
+    if lead and intro in order and (asks_how or _about_its_system(question, source)):
         start = order.index(intro) + 1
-        support = [s for s in support if s in order[start:]] or [
-            s for s in order[start:] if len(s.split()) >= MIN_SENTENCE_WORDS and not BACKGROUND.match(s)
-            and not _REFERENCE.search(s) and not any(_redundant(s, u) for u in used)][:1]
+        method = [s for s in order[start:] if len(s.split()) >= MIN_SENTENCE_WORDS and not BACKGROUND.match(s)
+                  and not _REFERENCE.search(s) and not any(_redundant(s, u) for u in used)]
+        steps = [s for s in method if not has_figure(s)][:2]
+        if asks_how and _about_its_system(question, source):  # "how does GEAR compress …": its steps
+            support = steps or support
+        else:  # what comes before the intro sets the scene: it cannot say how the paper's method works
+            support = [s for s in support if s in order[start:]] or (steps if asks_how else method[:1])
     support = support[:2 if lead else 3]
     support.sort(key=lambda s: order.index(s) if s in order else 0)
     quotes = " ".join(_with_marker(s, n) for s in support)
     if lead is None:
         return f'"{source.title}" [{n}]: {quotes}'
-    if _WHICH_PAPER.search(question) and not _says_name(lead, source):  # the answer is the paper: say which
+    if WHICH_PAPER.search(question) and not _says_name(lead, source):  # the answer is the paper: say which
         return f'"{source.title}" [{n}]: ' + " ".join(filter(None, (lead, quotes)))
     return f'{lead}\n\n"{source.title}" [{n}]: {quotes}' if quotes else lead
 
@@ -348,7 +352,12 @@ def _render_overview(question: str, source: Source) -> str | None:
     if _ASKS_PROBLEM.search(question):  # "what problem does X solve": the problem it states, then X
         before = sentences[:sentences.index(intro)]
         problem = next((s for s in reversed(before) if BACKGROUND.match(s) or _PROBLEM.search(s)), None)
-        lead = f"{_with_marker(problem, n)} {lead}" if problem and not _REFERENCE.search(problem) else lead
+        if problem is None:  # an abstract that opens with its system states the problem it solves next
+            problem = next((s for s in sentences[sentences.index(intro) + 1:]
+                            if (BACKGROUND.match(s) or _PROBLEM.search(s)) and not has_figure(s)), None)
+            lead = f"{lead} {_with_marker(problem, n)}" if problem and not _REFERENCE.search(problem) else lead
+        else:
+            lead = f"{_with_marker(problem, n)} {lead}" if not _REFERENCE.search(problem) else lead
     after = sentences[sentences.index(intro) + 1:]
     more = [s for s in after[:1] if not BACKGROUND.match(s) and not has_figure(s) and not _REFERENCE.search(s)]
     result = next((s for s in after if has_figure(s) and not _REFERENCE.search(s) and not LINK.search(s)), None)
@@ -418,19 +427,8 @@ def _main_figure(sentence: str, question: str) -> str | None:
 def _counted(sentence: str, question: str) -> str | None:
     """For "how many X", the number with what it counts, as the sentence writes it ("550 billion
     tokens", "256 worker nodes", "40K high-quality multi-turn dialogues"), if it states one."""
-    if not _COUNTING.search(question):
-        return None
-    per = re.search(r"\bhow many\s+([\w-]+)\s+per\b", question, re.I)  # "how many bits per parameter"
-    heads = set(terms(per.group(1))) if per else asked_terms(question)
-    if not heads:
-        return None
-    for number in _COUNT.finditer(sentence):
-        for i, word in enumerate(re.finditer(r"\S+", sentence[number.end():])):
-            if i >= COUNTED_WORDS:
-                break
-            if heads & set(terms(word.group())):
-                return sentence[number.start():number.end() + word.end()].rstrip(".,;:)")
-    return None
+    counted = counted_terms(question)
+    return counts(sentence, counted) if counted else None
 
 
 def _words_around(sentence: str, figure: re.Match[str]) -> set[str]:
