@@ -6,9 +6,9 @@
    answerable, its top retrieved paper is a gold one, the gold passages state the keywords).
 2. An L2-regularised logistic regression over standardised features (numpy, Newton steps), each
    train file weighted to count as much as the other: fit on templates alone, the model was
-   under-confident on questions people write. For each of `CAPPED_FEATURES`, the (weighted,
-   add-one smoothed) share of the train questions where it fires that the evidence answers: the
-   model's probability is capped there.
+   under-confident on questions people write. Caps: every yes/no feature that fires on at least
+   CAP_MIN_FIRES train questions of which at most CAP_MAX_RATE (weighted, add-one smoothed) are
+   answered by the evidence caps the probability at that share when it fires.
 3. The refusal threshold chosen on dev: the highest threshold that refuses at most
    TARGET_FALSE_REFUSAL of the answerable questions of each dev file (generated and hand-written).
 Test is never read. Writes `assistant/answering/confidence_model.json` with the features'
@@ -29,13 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from assistant import Assistant, Settings  # noqa: E402
-from assistant.answering.evidence import (  # noqa: E402
-    CAPPED_FEATURES,
-    FEATURES,
-    MODEL_FILE,
-    ConfidenceModel,
-    EvidenceAssessor,
-)
+from assistant.answering.evidence import FEATURES, MODEL_FILE, ConfidenceModel, EvidenceAssessor  # noqa: E402
 from assistant.evals.dataset import EvalQuestion, load_eval_set  # noqa: E402
 from assistant.evals.metrics import evidence_answers  # noqa: E402
 
@@ -43,6 +37,8 @@ TRAIN = [HERE / "generated" / "train.jsonl", HERE / "train.jsonl"]
 DEV = [HERE / "generated" / "dev.jsonl", HERE / "dev.jsonl"]
 TARGET_FALSE_REFUSAL = 0.02
 L2 = 1.0
+CAP_MAX_RATE = 0.05
+CAP_MIN_FIRES = 20
 VERSION = 2
 
 
@@ -86,10 +82,19 @@ def choose_threshold(p: np.ndarray, answerable: np.ndarray, target: float = TARG
     return float(scores[allowed]) if allowed < len(scores) else 0.5
 
 
-def fit_cap(fires: np.ndarray, y: np.ndarray, sample_weight: np.ndarray) -> float:
-    """The share of the questions where a feature fires that the evidence answers (weighted, with
-    add-one smoothing, so a feature that never fired on an answered question still leaves a chance)."""
-    return float((sample_weight[fires] @ y[fires] + 1.0) / (sample_weight[fires].sum() + 2.0))
+def fit_caps(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray) -> dict[str, float]:
+    """For each yes/no feature that fires on at least `CAP_MIN_FIRES` questions, the share of those
+    the evidence answers (weighted, add-one smoothed: a feature that never fired on an answered
+    question still leaves a chance), kept when at most `CAP_MAX_RATE`."""
+    caps = {}
+    for j, name in enumerate(FEATURES):
+        fires = x[:, j] == 1.0
+        if not np.isin(x[:, j], (0.0, 1.0)).all() or fires.sum() < CAP_MIN_FIRES:
+            continue
+        rate = float((sample_weight[fires] @ y[fires] + 1.0) / (sample_weight[fires].sum() + 2.0))
+        if rate <= CAP_MAX_RATE:
+            caps[name] = rate
+    return caps
 
 
 def balanced_weights(groups: np.ndarray) -> np.ndarray:
@@ -116,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     scale[scale == 0] = 1.0
     sample_weight = balanced_weights(np.array([str(p) for p, _ in train]))
     weights, bias = fit_logistic((x - mean) / scale, y, sample_weight=sample_weight)
-    caps = {name: fit_cap(x[:, list(FEATURES).index(name)] >= 0.5, y, sample_weight) for name in CAPPED_FEATURES}
+    caps = fit_caps(x, y, sample_weight)
     model = ConfidenceModel(VERSION, list(FEATURES), mean.tolist(), scale.tolist(), weights.tolist(), bias, 0.5, caps)
     xd, yd, answerable = observe(assistant, assessor, [q for _, q in dev])
     p_dev = np.array([model.probability(dict(zip(FEATURES, row))) for row in xd])
@@ -145,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(report, indent=1))
     for name, weight in sorted(zip(FEATURES, weights), key=lambda t: -abs(t[1])):
         print(f"{name:>18} {weight:+.3f}")
+    print(f"caps {caps}")
     print(f"threshold {model.threshold:.3f} -> {MODEL_FILE}")
     return 0
 

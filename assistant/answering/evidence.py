@@ -232,28 +232,29 @@ def value_unstated(question: str, subject: list[Source]) -> bool:
     figure = wants_figure(question)
     if not asked and not figure:
         return False
+    unit = DURATION if _HOW_LONG.search(question) else None  # other units are often said in words
     for src in subject:
         for sentence in split_sentences(src.text):
             if asked and not asked <= set(terms(f"{sentence} {src.title}")):
                 continue
             if counted and not counts(sentence, counted):
                 continue
-            if figure and not counted and not _figure_near(sentence, asked):
+            if figure and not counted and not _figure_near(sentence, asked, unit):
                 continue
             return False
     return True
 
 
-def _figure_near(sentence: str, asked: set[str]) -> bool:
-    """A figure in the sentence, within `VALUE_WINDOW` words of an asked word if there are any."""
+def _figure_near(sentence: str, asked: set[str], unit: re.Pattern[str] | None) -> bool:
+    """A figure in the sentence (in the asked unit, if any), within `VALUE_WINDOW` words of an asked
+    word if there are any."""
     if not has_figure(sentence):
         return False
-    if not asked:
-        return True
     words = sentence.split()
-    figures = [i for i, w in enumerate(words) if has_figure(w)]
+    figures = [i for i, w in enumerate(words) if has_figure(w) and (
+        unit is None or any(unit.search(m.group()) for m in MEASUREMENT.finditer(" ".join(words[i:i + 2]))))]
     wanted = [i for i, w in enumerate(words) if asked & set(terms(w))]
-    return any(abs(i - j) <= VALUE_WINDOW for i in figures for j in wanted)
+    return bool(figures) and (not asked or any(abs(i - j) <= VALUE_WINDOW for i in figures for j in wanted))
 
 
 def has_figure(sentence: str) -> bool:
@@ -270,6 +271,28 @@ RATE = r"tokens?/s|tokens? per second|tok/s|FPS|QPS"
 MEASUREMENT = re.compile(r"(?<![\w.-])(?:up to |over |about |nearly |more than )?\d+(?:[.,]\d+)*\s?(?:%|×|x|X|times|"
                          rf"-fold|fold|ms|s|GB|MB|KB|TB|GiB|MiB|hours?|minutes?|days?|{RATE})(?![A-Za-z])|"
                          r"(?<![\w.-])\d+(?:[.,]\d+)+(?![\w.])")
+#: A gain's unit: "3.04×", "2 times", "10-fold".
+TIMES = re.compile(r"[×xX]|times|fold")
+#: "How long did the search take", "how long did training take": a duration in minutes or more,
+#: not the "75.2%" or the "78ms" latency of the same sentence.
+_HOW_LONG = re.compile(r"\bhow long\b(?=.*\b(?:train\w*|pre-?train\w*|fine-?tun\w*|search\w*)\b)", re.I)
+DURATION = re.compile(r"hours?|minutes?|days?|weeks?|months?")
+#: The unit a question implies for its figure: (what the question says, the unit of the figure).
+_UNITS_ASKED = [
+    (re.compile(r"\b(?:share|percent\w*|fraction|proportion|accuracy|rate)\b", re.I), re.compile(r"%")),
+    (re.compile(r"\b(?:faster|speed-?ups?|times)\b", re.I), TIMES),
+    (re.compile(r"\bhow fast\b|\b(?:generation|decoding|inference) (?:rate|speed)\b|\btokens? per second\b", re.I),
+     re.compile(RATE)),
+    (_HOW_LONG, DURATION),
+]
+
+
+def units_asked(question: str) -> list[re.Pattern[str]]:
+    """The units of the figure the question implies, the most specific last ("what generation rate"
+    is a rate before a %)."""
+    return [unit for asked, unit in _UNITS_ASKED if asked.search(question)]
+
+
 #: A number on its own: not part of a name ("LLaMA-2", "H_2", "A100") nor a year.
 STANDALONE_NUMBER = re.compile(r"(?<![\w.-])(?!(?:19|20)\d\d\b)\d+(?:[.,]\d+)*[KMB]?(?![\w-]*[A-Za-z_])")
 
@@ -334,17 +357,14 @@ class Evidence:
     relevance: dict[int, float] = field(default_factory=dict)
 
 
-#: Features that, when they fire, settle the question almost alone: the model's probability is
-#: capped at the share of train questions with the feature that the evidence answered. A linear
-#: model cannot do this: "What GPU model was MobileSAM trained on?" matches its paper on every other
-#: feature, which outweighs one missing value.
-CAPPED_FEATURES = ("value_unstated",)
-
-
 @dataclass
 class ConfidenceModel:
-    """A logistic model over standardised features, caps for features that settle the question
-    (`CAPPED_FEATURES`) and the refusal threshold chosen on dev."""
+    """A logistic model over standardised features, caps and the refusal threshold chosen on dev.
+
+    A cap is for a yes/no feature that, when it fires, settles the question almost alone: the
+    probability is then at most the share of train questions with the feature that the evidence
+    answered. A linear model cannot do this: "What GPU model was MobileSAM trained on?" matches its
+    paper on every other feature, which outweighs the one that says the value is not there."""
 
     version: int
     features: list[str]

@@ -26,8 +26,8 @@ from .evidence import (
     LINK,
     MEASUREMENT,
     MIN_SENTENCE_WORDS,
-    RATE,
     STANDALONE_NUMBER,
+    TIMES,
     WHICH_PAPER,
     Candidate,
     EvidenceAssessor,
@@ -36,6 +36,7 @@ from .evidence import (
     counted_terms,
     counts,
     has_figure,
+    units_asked,
     wants_figure,
 )
 
@@ -85,16 +86,8 @@ _ASKS_HOW = re.compile(r"\bhow\s+(?:does|do|did|can|is|are|would|could)\b", re.I
 #: A sentence that states a problem ("… posing challenges for …", "… fail to …").
 _PROBLEM = re.compile(r"\b(?:challeng\w*|problems?|bottlenecks?|limit\w*|fail\w*|suffer\w*|struggl\w*)\b", re.I)
 #: A gain's unit ("3.04×", "2 times", "10-fold"); with "%", the unit of a gain or a share.
-_TIMES = re.compile(r"[×xX]|times|fold")
-_UNIT = re.compile(rf"%|{_TIMES.pattern}")
+_UNIT = re.compile(rf"%|{TIMES.pattern}")
 _COUNTING = re.compile(r"\bhow many\b", re.I)
-#: The unit a question implies for its figure: (what the question says, the unit of the figure).
-_UNITS_ASKED = [
-    (re.compile(r"\b(?:share|percent\w*|fraction|proportion|accuracy|rate)\b", re.I), re.compile(r"%")),
-    (re.compile(r"\b(?:faster|speed-?ups?|times)\b", re.I), _TIMES),
-    (re.compile(r"\bhow fast\b|\b(?:generation|decoding|inference) (?:rate|speed)\b|\btokens? per second\b", re.I),
-     re.compile(RATE)),
-]
 #: Words that say which way a figure goes: a question with one of a kind wants figures next to a word
 #: of that kind.
 _DIRECTIONS = [
@@ -183,19 +176,13 @@ def _stating_figures(question: str, candidates: list[Candidate]) -> list[Candida
         tiers.insert(0, lambda text: _counted(text, question) is not None)
     else:
         tiers.insert(0, lambda text: MEASUREMENT.search(text) is not None)
-    for unit in _units_asked(question):
+    for unit in units_asked(question):
         tiers.insert(0, _figure_in(unit))
     for states in tiers:
         found = [c for c in best_paper if states(c.text)]
         if found:
             return found + [c for c in stating if c not in found]
     return stating
-
-
-def _units_asked(question: str) -> list[re.Pattern[str]]:
-    """The units of the figure the question implies, the most specific last ("what generation rate"
-    is a rate before a %)."""
-    return [unit for asked, unit in _UNITS_ASKED if asked.search(question)]
 
 
 def _figure_in(unit: re.Pattern[str]) -> Callable[[str], bool]:
@@ -405,7 +392,7 @@ def _main_figure(sentence: str, question: str) -> str | None:
     figures = with_unit or found
     if not figures:
         return None
-    asked_units = _units_asked(question)
+    asked_units = units_asked(question)
     if asked_units:
         figures = [m for m in figures if asked_units[-1].search(m.group())] or figures
     wanted = set(terms(question))
