@@ -232,10 +232,14 @@ def value_unstated(question: str, subject: list[Source]) -> bool:
     figure = wants_figure(question)
     if not asked and not figure:
         return False
-    unit = DURATION if _HOW_LONG.search(question) else None  # other units are often said in words
+    # other units are often said in words ("two orders of magnitude faster")
+    unit = DURATION if _HOW_LONG.search(question) else SHARE if _SHARE_ASKED.search(question) else None
+    variants = {v.casefold() for v in _VARIANT.findall(question)} if figure else set()
     for src in subject:
         for sentence in split_sentences(src.text):
             if asked and not asked <= set(terms(f"{sentence} {src.title}")):
+                continue
+            if variants and not all(mentions(f"{sentence} {src.title}", v) for v in variants):
                 continue
             if counted and not counts(sentence, counted):
                 continue
@@ -273,6 +277,13 @@ MEASUREMENT = re.compile(r"(?<![\w.-])(?:up to |over |about |nearly |more than )
                          r"(?<![\w.-])\d+(?:[.,]\d+)+(?![\w.])")
 #: A gain's unit: "3.04×", "2 times", "10-fold".
 TIMES = re.compile(r"[×xX]|times|fold")
+#: "What fraction of heads …": a share, in per cent.
+_SHARE_ASKED = re.compile(r"\b(?:what|which)\s+(?:share|percent\w*|fraction|proportion)\b", re.I)
+SHARE = re.compile(r"%")
+#: A variant a figure question asks about: "the 4B model", "top-5 accuracy", "8192-length sequences",
+#: "4-bit"; the figure's sentence must name it.
+_VARIANT = re.compile(r"(?<![\w.-])(?:\d+(?:\.\d+)?[BMK]|top-\d+|\d+-(?:bits?|length|shots?|layers?|tokens?|way))"
+                      r"(?![\w-])", re.I)
 #: "How long did the search take", "how long did training take": a duration in minutes or more,
 #: not the "75.2%" or the "78ms" latency of the same sentence.
 _HOW_LONG = re.compile(r"\bhow long\b(?=.*\b(?:train\w*|pre-?train\w*|fine-?tun\w*|search\w*)\b)", re.I)
