@@ -175,6 +175,11 @@ def _source(title_start: str) -> Source:
     ("What batch size does ShadowKV support?", "ShadowKV", False),  # "6times larger batch sizes"
     ("Which paper develops an LLM inference system with attention offloading?", "ShadowKV", False),  # a paper
     ("What is LLM Inference Unveiled?", "ShadowKV", False),  # asks for no value
+    ("What top-5 accuracy does MnasNet get on ImageNet?", "MnasNet", True),  # it states top-1
+    ("What top-1 accuracy does MnasNet get on ImageNet?", "MnasNet", False),
+    ("How long did the MnasNet architecture search take?", "MnasNet", True),  # "78ms" is a latency
+    ("What is the per-token energy use of mllm-NPU in joules?", "Empowering 1000", True),
+    ("How much did it cost to train ShadowKV?", "ShadowKV", True),
 ])
 def test_value_unstated(question: str, title_start: str, unstated: bool) -> None:
     assert value_unstated(question, [_source(title_start)]) is unstated
@@ -185,6 +190,8 @@ def test_what_a_question_counts_and_asks_for() -> None:
     assert counted_terms("how many bits per parameter does it use") == set(terms("bits"))
     assert counted_terms("nanoflow how many gpus") == set(terms("gpus"))
     assert counted_terms("What does NanoFlow do?") == set()
+    assert counted_terms("how many people annotated the TimePro dataset") == set(terms("people"))
+    assert counted_terms("How many times fewer tokens does it need?") == set()  # a factor, not a count
     assert asked_terms("What does FastSwitch fix in fairness-aware LLM serving?") == set()  # "does" is no attribute
     assert asked_terms("Which GPU does X use?") == set(terms("gpu"))
 

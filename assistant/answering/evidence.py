@@ -74,9 +74,10 @@ _ASKED = re.compile(r"\b(?:how many|which|what)\s+(?!(?:does|do|did|is|are|was|w
                     r"((?:[a-z-]+\s+){0,2}?[a-z-]+?)\s+"
                     r"(?:does|do|did|is|are|was|were|has|have|had|can|could|of|in|for|to|on|by|with|were|will)\b",
                     re.I)
-#: "how many public datasets was …", "how many bits per parameter": what is counted.
-_HOW_MANY = re.compile(r"\bhow many\s+((?:[\w-]+\s+){0,2}?[\w-]+?)(?:\s+(?:does|do|did|is|are|was|were|has|have|had|"
-                       r"can|could|of|in|for|to|on|by|with|will|per)\b|\s*[?.!]*\s*$)", re.I)
+#: "how many public datasets was …", "how many bits per parameter": what is counted ("how many times
+#: fewer tokens" asks for a factor).
+_HOW_MANY = re.compile(r"\bhow many\s+(?!times\b)((?:[\w-]+\s+){0,2}?[\w-]+?)(?:\s+(?:does|do|did|is|are|was|were|"
+                       r"has|have|had|can|could|of|in|for|to|on|by|with|will|per)\b|\s*[?.!]*\s*$)", re.I)
 #: A count: "256", "40K", "349k", "1.4" (of "1.4 million hours"); and how many words may come
 #: between it and what it counts.
 COUNT = re.compile(r"(?<![\w.-])\d[\d,.]*[KkMB]?(?![\w-])")
@@ -114,6 +115,9 @@ _VALUE_KINDS = [
     (re.compile(rf"\b(?:which|what)\s+{_FILLER}{{0,2}}?languages\b", re.I),
      re.compile(r"\b(?:English|Chinese|Mandarin|Cantonese|Japanese|Korean|Spanish|French|German|Arabic|Hindi|Russian|"
                 r"Portuguese|Italian|Python|Java|JavaScript|C\+\+|Rust|Fortran|Verilog|SQL)\b")),
+    (re.compile(r"\bhow much (?:did|does|do|would|will) (?:it|\w+) cost\b|\bin (?:dollars|usd)\b|\bhow much money\b|"
+                r"\bwhat (?:was|is|were) the (?:\w+ )?cost\b", re.I),
+     re.compile(r"\$\s?\d|\bUSD\b|\bdollars?\b")),
     (re.compile(r"\blicen[cs]e[ds]?\b", re.I), re.compile(r"\b(?:Apache|MIT|GPL|BSD|CC[- ]BY|licen[cs]e[ds]?)\b")),
     (re.compile(r"^\W*who\b|\b(?:which|what)\s+(?:are\s+)?(?:the\s+)?(?:authors|affiliations?)\b|"
                 r"\bauthors?(?:'s)?\s+(?:names?|affiliations?)\b|\bnames? of the authors\b|\baffiliat", re.I),
@@ -201,6 +205,9 @@ def counted_terms(question: str) -> set[str]:
     {dataset}, "how many bits per parameter" → {bit}); empty for other questions."""
     match = _HOW_MANY.search(question)
     found = terms(match.group(1)) if match else []
+    if not found:  # "how many people annotated the TimePro dataset": the word after "how many"
+        first = re.search(r"\bhow many\s+(?!times\b)([\w-]+)", question, re.I)
+        found = terms(first.group(1)) if first else []
     return {found[-1]} if found else set()
 
 
@@ -229,6 +236,9 @@ def value_unstated(question: str, subject: list[Source]) -> bool:
             return not any(value.search(f"{s.title} {s.text}") for s in subject)
     counted = counted_terms(question) - _MEASURE_WORDS
     asked = counted or asked_terms(question) - _MEASURE_WORDS
+    unit_named = _UNIT_NAMED.search(question)  # "… energy use of mllm-NPU in joules"
+    if unit_named:
+        asked |= set(terms(unit_named.group(1)))
     figure = wants_figure(question)
     if not asked and not figure:
         return False
@@ -277,6 +287,9 @@ MEASUREMENT = re.compile(r"(?<![\w.-])(?:up to |over |about |nearly |more than )
                          r"(?<![\w.-])\d+(?:[.,]\d+)+(?![\w.])")
 #: A gain's unit: "3.04×", "2 times", "10-fold".
 TIMES = re.compile(r"[×xX]|times|fold")
+#: A unit the question names for its figure: the figure's sentence must say it.
+_UNIT_NAMED = re.compile(r"\bin (joules|watts|lines of code|gigabytes|megabytes|terabytes|flops|tokens|words|"
+                         r"parameters)\b", re.I)
 #: "What fraction of heads …": a share, in per cent.
 _SHARE_ASKED = re.compile(r"\b(?:what|which)\s+(?:share|percent\w*|fraction|proportion)\b", re.I)
 SHARE = re.compile(r"%")
