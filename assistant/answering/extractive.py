@@ -83,6 +83,8 @@ _COINED = re.compile(r"\b(?:called|dubbed|named|termed|coined)\s+(?:as\s+)?(?:an
 _ASKS_PROBLEM = re.compile(r"\b(?:problems?|challenges?|motivat\w*|why)\b", re.I)
 #: "How does X work / compress / keep …": asks for the mechanism, which abstracts tell step by step.
 _ASKS_HOW = re.compile(r"\bhow\s+(?:does|do|did|can|is|are|would|could)\b", re.I)
+#: A sentence about what the authors have yet to do ("we plan to develop …"): not what the paper does.
+_PLANS = re.compile(r"\bwe plan\b|\bfuture (?:work|research)\b|\bin the future\b", re.I)
 #: A sentence that states a problem ("… posing challenges for …", "… fail to …").
 _PROBLEM = re.compile(r"\b(?:challeng\w*|problems?|bottlenecks?|limit\w*|fail\w*|suffer\w*|struggl\w*)\b", re.I)
 #: A gain's unit ("3.04×", "2 times", "10-fold"); with "%", the unit of a gain or a share.
@@ -328,7 +330,7 @@ def _definition(defined: tuple[str, str], n: int) -> str:
 def _render_overview(question: str, source: Source) -> str | None:
     """What a paper is, for a question that only names it: its definition (or the sentence that
     introduces it), led by the problem it states when the question asks for that; then, under the
-    paper's title, the sentence after it when it says more and its first result with a figure."""
+    paper's title, the next two sentences when they say more and its first result with a figure."""
     sentences = [s for s in split_sentences(source.text) if len(s.split()) >= MIN_SENTENCE_WORDS]
     n = source.n
     defined = defining_clause(source)
@@ -346,7 +348,8 @@ def _render_overview(question: str, source: Source) -> str | None:
         else:
             lead = f"{_with_marker(problem, n)} {lead}" if not _REFERENCE.search(problem) else lead
     after = sentences[sentences.index(intro) + 1:]
-    more = [s for s in after[:1] if not BACKGROUND.match(s) and not has_figure(s) and not _REFERENCE.search(s)]
+    more = [s for s in after[:2] if not BACKGROUND.match(s) and not has_figure(s) and not _REFERENCE.search(s)
+            and not _PLANS.search(s)]
     result = next((s for s in after if has_figure(s) and not _REFERENCE.search(s) and not LINK.search(s)), None)
     quotes = " ".join(_with_marker(s, n) for s in (*more, result) if s and not _redundant(s, intro))
     return f'{lead}\n\n"{source.title}" [{n}]: {quotes}' if quotes else lead
