@@ -135,6 +135,10 @@ _DESCRIPTOR = re.compile(r"-(?:style|like|based|inspired|type|sized|scale|level|
                          re.I)
 
 
+#: A version written apart from its name: the "2" of "SAM 2", the "v3" of "YOLO v3".
+_VERSION = re.compile(r"v?\d{1,2}(?:\.\d{1,2})?")
+
+
 def named_things(question: str) -> list[str]:
     """What the question names, case-folded: name-shaped words (digits, inner capitals, hyphens,
     acronyms) and the subject of a bare "What is X?" question. Quantities ("1B-parameter") are not
@@ -147,7 +151,8 @@ def _named_things(question: str) -> tuple[str, ...]:
     """`named_things`, cached: retrieval asks it of one question for every candidate paper."""
     names = []
     cased = question != question.lower()
-    for i, word in enumerate(question.split()):
+    words = question.split()
+    for i, word in enumerate(words):
         bare = _DESCRIPTOR.sub("", re.sub(r"['’]s$", "", _EDGE.sub("", word)))
         if re.fullmatch(r"[A-Z]{2,}s", bare):  # "CNNs", "LLMs": the acronym is the name
             bare = bare[:-1]
@@ -158,7 +163,9 @@ def _named_things(question: str) -> tuple[str, ...]:
         inner = bare[1:]
         if (any(c.isdigit() for c in bare) and any(c.isalpha() for c in bare)) or any(c.isupper() for c in inner) \
                 or re.search(r"\w[-+]|\+$", bare) or (i > 0 and bare[0].isupper() and word[0] not in "'\"“("):
-            names.append(bare.casefold())
+            version = _VERSION.fullmatch(_EDGE.sub("", words[i + 1])) if i + 1 < len(words) else None
+            names.append(f"{bare} {version.group()}".casefold() if version and word == _EDGE.sub("", word) else
+                         bare.casefold())
     match = _SUBJECT.match(question.strip())
     if match:
         subject = " ".join(match.group("subject").split())
@@ -251,7 +258,9 @@ def mentions(text: str, name: str) -> bool:
     ("CNNs" ~ "CNN", "KV-cache" ~ "KV cache") or, for a name of 4+ letters, inside a longer name
     ("MuZero" in "mallocMuZero")."""
     if VERSIONED.search(name) or not terms(name):  # "Once-for-All" has no terms: all are stopwords
-        return re.search(rf"(?<![\w+-]){re.escape(name)}(?![\w+]|-\w)", text.casefold()) is not None
+        # "SAM 2" ~ "SAM-2" ~ "SAM2"; "Gaudi 2" ~ "Gaudi® 2"
+        spaced = r"[®™]?[\s-]?".join(map(re.escape, re.split(r"[\s-]", name)))
+        return re.search(rf"(?<![\w+-]){spaced}(?![\w+]|-\w)", text.casefold()) is not None
     wanted = set(terms(name))
     if wanted and wanted <= _terms_of(text):
         return True

@@ -132,6 +132,7 @@ def test_which_papers_gives_one_line_per_paper(assistant: Assistant) -> None:
 
 
 @pytest.mark.parametrize("question", ["what does transmla-3 do", "What is ShadowKV-3?", "Quamba4?",
+                                      "How does SAM 2 handle video segmentation?",
                                       "What is a good sourdough recipe?"])
 def test_unknown_names_and_off_topic_are_refused_with_low_confidence(assistant: Assistant, question: str) -> None:
     answer = assistant.answer(question)
@@ -142,7 +143,8 @@ def test_unknown_names_and_off_topic_are_refused_with_low_confidence(assistant: 
 
 @pytest.mark.parametrize("question", ["Which smartphone models was PowerInfer-2 evaluated on?",
                                       "Which GPU model was DistServe evaluated on?",
-                                      "how many gpus did nanoflow use in its evaluation"])
+                                      "how many gpus did nanoflow use in its evaluation",
+                                      "what size llm powers codecompose"])
 def test_a_value_the_paper_does_not_state_is_refused(assistant: Assistant, question: str) -> None:
     """The paper is right there and matches on every other feature; the value asked for is not in it."""
     answer = assistant.answer(question)
@@ -316,6 +318,9 @@ def test_named_things_and_system_names() -> None:
     assert "shadowkv" in named_things("How does ShadowKV cut KV-cache memory?")
     assert named_things("What is a good sourdough recipe?") == []
     assert named_things("and ShadowKV's speedup?") == ["shadowkv"]  # what it owns is asked, not named
+    assert named_things("How does SAM 2 handle video segmentation?") == ["sam 2"]  # a version written apart
+    assert mentions("SAM-2 and SAM2 differ", "sam 2") and mentions("8 Intel Gaudi® 2 accelerators", "gaudi 2")
+    assert not mentions("Segment Anything (SAM) and MobileSAM", "sam 2")
     assert terms("whats new in transmla, dont skip") == terms("What's new in TransMLA? Don't skip")
     assert terms("LLMs on GPUs") == terms("an LLM on a GPU") == ["llm", "gpu"]  # acronyms are singular
     assert "llm" in terms("serving large language models")  # what the acronym stands for

@@ -170,6 +170,9 @@ def test_mobile_layout_stacks_without_horizontal_scroll(browser: Browser, chat_u
     page.wait_for_selector('textarea[data-testid="textbox"]')
     ask(page, SHADOWKV)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    ask(page, "where is the code for shadowkv")  # the answer quotes a long link: it wraps
+    assert "github.com/bytedance/ShadowKV" in page.locator(ANSWERED).last.inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     chat_box = page.locator("#pa-chat").bounding_box()
     sources_box = page.locator("#pa-sources").bounding_box()
     assert chat_box and sources_box and sources_box["y"] >= chat_box["y"] + chat_box["height"]

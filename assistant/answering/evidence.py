@@ -104,9 +104,13 @@ _VALUE_KINDS = [
      re.compile(r"\b(?:iPhone|Pixel|Galaxy|OnePlus|Xiaomi|Snapdragon|Redmi|Huawei|Dimensity|Oppo|Vivo)\b", re.I)),
     # "which 8 LLMs did SCBench evaluate" asks for models; "which video LLMs report …" for papers
     (re.compile(rf"\b(?:which|what)\s+(?!(?:kinds?|types?|sorts?)\s+of\b){_FILLER}{{0,3}}?"
-                r"(?:llms?|language models?|base models?|models?)\s+(?:does|do|did|is|are|was|were|has|have|had)\b",
-                re.I),
+                r"(?:llms?|language models?|base models?|models?)\s+(?:does|do|did|is|are|was|were|has|have|had)\b|"
+                r"\bwhich of the (?:[\w-]+\s+){0,2}?(?:llms|language models|models)\b", re.I),
      _MODEL_NAME),
+    # "what size LLM powers CodeCompose": a parameter count
+    (re.compile(r"\bwhat size (?:of )?(?:[\w-]+ )?(?:llms?|models?)\b|"
+                r"\bhow (?:big|large) (?:is|was) (?:the )?(?:[\w-]+ )?(?:model|llm)\b", re.I),
+     re.compile(r"\b\d+(?:\.\d+)?\s?[BM]\b|\b(?:billion|million)\b")),
     (re.compile(rf"\b(?:which|what)\s+{_FILLER}{{0,2}}?(?:compan(?:y|ies)|organi[sz]ations?|labs?|institutions?|"
                 r"universit(?:y|ies)|firms?)\b", re.I),
      re.compile(r"\b(?:Meta|Google|Microsoft|Amazon|Apple|Alibaba|ByteDance|Tencent|Baidu|NVIDIA|Nvidia|Huawei|OpenAI|"

@@ -286,7 +286,7 @@ def _render_single(question: str, best: Candidate, candidates: list[Candidate]) 
     if lead and intro in order and (asks_how or _about_its_system(question, source)):
         start = order.index(intro) + 1
         method = [s for s in order[start:] if len(s.split()) >= MIN_SENTENCE_WORDS and not BACKGROUND.match(s)
-                  and not _REFERENCE.search(s) and not any(_redundant(s, u) for u in used)]
+                  and not _REFERENCE.search(s) and not LINK.search(s) and not any(_redundant(s, u) for u in used)]
         steps = [s for s in method if not has_figure(s)][:2]
         if asks_how and _about_its_system(question, source):  # "how does GEAR compress …": its steps
             support = steps or support
