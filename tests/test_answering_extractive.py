@@ -131,6 +131,16 @@ def test_which_papers_gives_one_line_per_paper(assistant: Assistant) -> None:
     assert all(len(c) == 1 for c in cited_per_line) and len(set.union(*cited_per_line)) == len(lines)
 
 
+def test_papers_whose_titles_say_the_topic_come_first(assistant: Assistant) -> None:
+    """Both rankings are weak for "segment anything" (BM25 finds the titles, dense finds nothing):
+    rank fusion alone put DefAn first; the titles that say the whole topic now lead."""
+    answer = assistant.answer("Which papers are about segment anything?")
+    assert not answer.refused
+    assert {s.title.split(":")[0] for s in answer.sources[:2]} == {"Faster Segment Anything",
+                                                                  "0.1% Data Makes Segment Anything Slim"}
+    assert {c.title for c in answer.citations} == {s.title for s in answer.sources[:2]}
+
+
 @pytest.mark.parametrize("question", ["what does transmla-3 do", "What is ShadowKV-3?", "Quamba4?",
                                       "How does SAM 2 handle video segmentation?",
                                       "What is a good sourdough recipe?"])

@@ -14,7 +14,7 @@ from ..indexing.catalog import Selection
 from ..indexing.embedding import Encoder
 from ..indexing.index import PaperIndex
 from ..models import ScoredChunk
-from ..text import mentions, named_things, names_system_of, split_sentences, written_as_names
+from ..text import mentions, named_things, names_system_of, split_sentences, terms, written_as_names
 from .dense import DenseRetriever
 from .keyword import KeywordRetriever
 
@@ -29,6 +29,11 @@ KEYWORD_WEIGHT = 1.5
 #: Added to the fused score of a paper whose title names the system the question names
 #: ("What is TransMLA?" → "TransMLA: …"): rank fusion alone lets a weak dense match outvote it.
 NAME_MATCH_BONUS = 1.0
+#: Added to the fused score of a paper whose title holds every content term of the question (at least
+#: TITLE_MATCH_TERMS of them): "Which papers are about segment anything?" is about "Faster Segment
+#: Anything: …", though a paper that both rankings place low outvotes it by rank fusion alone.
+TITLE_MATCH_BONUS = 0.02
+TITLE_MATCH_TERMS = 2
 #: Added, times the share of the question's distinctive names a paper mentions (names that at most
 #: DISTINCTIVE_PAPERS of the candidates mention): "How much more efficient is Lite-LLM4Rec on ML-1m?"
 #: is about the paper that says "Lite-LLM4Rec", however the dense ranking places it.
@@ -141,9 +146,12 @@ def fuse(query: str, vector: np.ndarray, retrievers: Sequence[tuple[ChunkRetriev
                 for retriever, _ in retrievers]
     for paper_id, score in reciprocal_rank_fusion(rankings, weights=[w for _, w in retrievers]).items():
         papers[paper_id].score = score
+    wanted = set(terms(query))
     for paper in papers.values():
         if names_system_of(query, paper.title):
             paper.score += NAME_MATCH_BONUS
+        elif len(wanted) >= TITLE_MATCH_TERMS and wanted <= set(terms(paper.title)):
+            paper.score += TITLE_MATCH_BONUS
     _reward_distinctive_names(query, list(papers.values()))
     return sorted(papers.values(), key=lambda p: -p.score)[:top_k]
 
