@@ -24,7 +24,7 @@ shouldn hasn haven hadn wat waht wht
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*|\d+(?:[.,]\d+)*%?")
 #: Changes whenever `terms()` changes, so saved keyword indexes built with the old one are rebuilt.
-ANALYZER_ID = "words-v2/stopwords-v3/snowball-en/acronyms/no-training"
+ANALYZER_ID = "words-v3/stopwords-v3/snowball-en/acronyms/no-training"
 _NUMBER = re.compile(r"(?<![A-Za-z])\d+(?:[.,]\d+)*(?:\s*(?:%|×|(?:x|times)\b)|%)?", re.I)
 #: A sentence ends at . ! ? before a capital, a digit, a quote or bracket, or a name that starts in
 #: lower case but has a capital inside ("… grouped layers. xKV consolidates …").
@@ -61,9 +61,18 @@ def stem(word: str) -> str:
     return _stemmer().stemWord(word)
 
 
+#: A digit the pages write as a subscript inside a name: the "_2" of "H_2O", "CO_2".
+_SUBSCRIPT_DIGIT = re.compile(r"(?<=[A-Za-z])_(?=\d)")
+
+
+def unsubscript(text: str) -> str:
+    """`text` with subscript digits written inline ("H_2O" → "H2O"): people type names that way."""
+    return _SUBSCRIPT_DIGIT.sub("", text) if "_" in text else text
+
+
 def words(text: str) -> list[str]:
-    """Lower-case word and number tokens."""
-    return [w.lower() for w in _WORD.findall(text)]
+    """Lower-case word and number tokens ("H_2O" is the one token "h2o")."""
+    return [w.lower() for w in _WORD.findall(unsubscript(text))]
 
 
 #: A method that needs no (re)training, said many ways ("training-free", "without retraining", "does
@@ -153,7 +162,7 @@ def _named_things(question: str) -> tuple[str, ...]:
     cased = question != question.lower()
     words = question.split()
     for i, word in enumerate(words):
-        bare = _DESCRIPTOR.sub("", re.sub(r"['’]s$", "", _EDGE.sub("", word)))
+        bare = _DESCRIPTOR.sub("", re.sub(r"['’]s$", "", _EDGE.sub("", unsubscript(word))))
         if re.fullmatch(r"[A-Z]{2,}s", bare):  # "CNNs", "LLMs": the acronym is the name
             bare = bare[:-1]
         if len(bare) < 2 or bare.casefold() in STOPWORDS or _NOT_A_NAME.fullmatch(bare):
@@ -239,7 +248,7 @@ def names_system_of(question: str, title: str) -> bool:
     name = system_name(title)
     if name is None:
         return False
-    wanted = set(name.casefold().split())
+    wanted = set(unsubscript(name).casefold().split())
     return wanted <= set(named_things(question)) or wanted <= typed_words(question)
 
 
@@ -257,10 +266,11 @@ def mentions(text: str, name: str) -> bool:
     version (digits, '+') or is made of stopwords only ("Once-for-All"), else by its stemmed terms
     ("CNNs" ~ "CNN", "KV-cache" ~ "KV cache") or, for a name of 4+ letters, inside a longer name
     ("MuZero" in "mallocMuZero")."""
+    name = unsubscript(name)
     if VERSIONED.search(name) or not terms(name):  # "Once-for-All" has no terms: all are stopwords
         # "SAM 2" ~ "SAM-2" ~ "SAM2"; "Gaudi 2" ~ "Gaudi® 2"
         spaced = r"[®™]?[\s-]?".join(map(re.escape, re.split(r"[\s-]", name)))
-        return re.search(rf"(?<![\w+-]){spaced}(?![\w+]|-\w)", text.casefold()) is not None
+        return re.search(rf"(?<![\w+-]){spaced}(?![\w+]|-\w)", unsubscript(text).casefold()) is not None
     wanted = set(terms(name))
     if wanted and wanted <= _terms_of(text):
         return True

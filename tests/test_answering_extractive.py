@@ -25,7 +25,7 @@ from assistant.answering.evidence import (
 from assistant.answering.extractive import paper_name, question_kind
 from assistant.corpus.parse import load_corpus
 from assistant.models import Source
-from assistant.text import NO_TRAINING_TERM, mentions, named_things, names_system_of, terms, typed_names
+from assistant.text import NO_TRAINING_TERM, mentions, named_things, names_system_of, terms, typed_names, words
 
 ROOT = Path(__file__).resolve().parents[1]
 TRANSMLA = "TransMLA: Multi-head Latent Attention Is All You Need"
@@ -206,6 +206,15 @@ def test_what_a_question_counts_and_asks_for() -> None:
     assert counted_terms("How many times fewer tokens does it need?") == set()  # a factor, not a count
     assert asked_terms("What does FastSwitch fix in fairness-aware LLM serving?") == set()  # "does" is no attribute
     assert asked_terms("Which GPU does X use?") == set(terms("gpu"))
+    assert asked_terms("How does H2O decide which tokens stay in the KV cache?") == set()  # a clause of a how
+
+
+def test_a_name_typed_without_its_subscript_finds_its_paper(assistant: Assistant) -> None:
+    """The page writes "H_2O" (from LaTeX's H$_2$O); people type "H2O"."""
+    assert words("H_2O and CO_2, not W_Q") == ["h2o", "and", "co2", "not", "w", "q"]
+    assert mentions("H_2O: Heavy-Hitter Oracle", "h2o") and named_things("What is H2O?") == ["h2o"]
+    answer = assistant.answer("How does H2O decide which tokens stay in the KV cache?")
+    assert not answer.refused and answer.citations[0].title.startswith("H_2O")
 
 
 def test_a_capped_feature_caps_the_probability() -> None:

@@ -131,6 +131,8 @@ _VALUE_KINDS = [
      re.compile(r"\b(?:19|20)\d\d\b|\b(?:January|February|March|April|May|June|July|August|September|October|"
                 r"November|December)\b")),
 ]
+#: The word that makes a sentence a question, when it is not "which"/"what"/"how many" ("how does …").
+_QUESTION_HEAD = re.compile(r"\b(?:how(?!\s+many\b)|why|does|do|did|is|are|can|could)\b", re.I)
 #: "who are the authors of …", "who wrote …": people, which abstracts rarely name.
 _WHO = re.compile(r"\bwho\s+(?:are|were|is|was)\s+the\s+([a-z-]+)|\bwho\s+(?:wrote|authored)\b", re.I)
 #: Measures that need what they measure to be an attribute ("learning rate", "batch size").
@@ -192,6 +194,9 @@ def asked_terms(question: str) -> set[str]:
         return set(terms(who.group(1) or "author"))
     match = _ASKED.search(question)
     if not match:
+        return set()
+    head = _QUESTION_HEAD.search(question)
+    if head and head.start() < match.start():  # "how does H2O decide which tokens stay …": a clause
         return set()
     words = match.group(1).split()
     if len(words) >= 2 and _MEASURE_HEAD.fullmatch(words[-1]) and not _GENERIC_ASKED.search(words[-2]):
